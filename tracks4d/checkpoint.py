@@ -1,0 +1,59 @@
+"""Checkpoints: model config, weights, optimiser state and step in one file, loaded with ``weights_only=True``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .model import ModelConfig, TracksTo4D
+
+__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "CheckpointError"]
+
+FORMAT = "tracks4d-checkpoint-v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable or not a tracks4d checkpoint."""
+
+
+def save_checkpoint(path: str | Path, model: TracksTo4D, *, optimizer: torch.optim.Optimizer | None = None,
+                    step: int = 0, extra: dict[str, Any] | None = None, half: bool = False) -> None:
+    """Write atomically (temporary file, then rename). ``half`` stores float weights as fp16 (for shipping)."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
+             for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "config": model.config.to_dict(), "model": state, "step": int(step),
+               "extra": extra or {}}
+    if optimizer is not None:
+        payload["optimizer"] = optimizer.state_dict()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint dict safely (``weights_only=True``); raises :class:`CheckpointError` with the reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or unsafe files
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a tracks4d checkpoint (missing format tag {FORMAT!r})")
+    return payload
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[TracksTo4D, dict[str, Any]]:
+    """Build the network from a checkpoint; weights are cast to float32. Returns (model in eval mode, payload)."""
+    payload = load_checkpoint(path)
+    try:
+        model = TracksTo4D(ModelConfig.from_dict(payload["config"]))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()})
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: weights do not fit the stored config ({exc})") from None
+    return model.to(device).eval(), payload

@@ -1,0 +1,65 @@
+"""One feed-forward pass of the network on a :class:`TrackSet`, returned as a :class:`Reconstruction`."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from .contracts import Reconstruction, TrackSet
+from .geometry import invert_rigid, pixels_to_normalized
+from .model import TracksTo4D, to_camera
+
+__all__ = ["network_inputs", "guess_intrinsics", "run_network", "MIN_VISIBLE_FRAMES"]
+
+MIN_VISIBLE_FRAMES = 11
+"""The network is trained on tracks observed in more than 10 frames; fewer are flagged in ``meta``."""
+
+
+def guess_intrinsics(tracks: TrackSet) -> np.ndarray:
+    """(3, 3) pixel intrinsics when none are given: principal point at the image centre, focal (W + H) / 2
+    (≈ 60° horizontal field of view at 4:3, typical of phones). Image size falls back to the tracks' extent."""
+    if tracks.image_size is not None:
+        w, h = (float(v) for v in tracks.image_size)
+    else:
+        w, h = (float(v) + 1.0 for v in tracks.tracks[tracks.visible].max(0))
+    f = 0.5 * (w + h)
+    return np.array([[f, 0.0, (w - 1) / 2.0], [0.0, f, (h - 1) / 2.0], [0.0, 0.0, 1.0]])
+
+
+def network_inputs(tracks: TrackSet, intrinsics: np.ndarray | None = None) -> torch.Tensor:
+    """(N, P, 3) float32: K⁻¹-normalised x, y (0 where invisible) and the visibility flag."""
+    k = tracks.intrinsics if intrinsics is None else intrinsics
+    if k is None:
+        k = guess_intrinsics(tracks)
+    xy = pixels_to_normalized(tracks.tracks.astype(np.float64), k)
+    xy[~tracks.visible] = 0.0
+    return torch.from_numpy(np.concatenate((xy, tracks.visible[..., None]), -1).astype(np.float32))
+
+
+@torch.inference_mode()
+def run_network(model: TracksTo4D, tracks: TrackSet, device: str | torch.device = "cpu") -> Reconstruction:
+    """Predict cameras, per-frame points and motion levels for every track and frame of ``tracks``.
+
+    Pixel intrinsics come from the track set, or :func:`guess_intrinsics`. ``meta`` records the timing and which
+    tracks have fewer than :data:`MIN_VISIBLE_FRAMES` observations (their estimates are less reliable).
+    """
+    k = tracks.intrinsics_per_frame() if tracks.intrinsics is not None else np.broadcast_to(
+        guess_intrinsics(tracks), (tracks.n_frames, 3, 3)).copy()
+    inputs = network_inputs(tracks, k)[None].to(device)
+    start = time.perf_counter()
+    out = model(inputs)
+    points = out.points()
+    depth = to_camera(points, out.rotation, out.centre)[..., 2]
+    seconds = time.perf_counter() - start
+    c2w = out.camera_to_world()[0].double().cpu().numpy()
+    few = np.flatnonzero(tracks.visible.sum(0) < MIN_VISIBLE_FRAMES)
+    meta = {"timings": {"network_s": seconds}, "intrinsics_guessed": tracks.intrinsics is None,
+            "few_observation_tracks": few.tolist(), "model": model.config.to_dict()}
+    return Reconstruction(
+        camera_to_world=c2w, world_to_camera=invert_rigid(c2w), intrinsics=k,
+        points=points[0].cpu().numpy(), static_points=out.static_points[0].cpu().numpy(),
+        motion_level=out.motion_level[0].cpu().numpy(), depth=depth[0].cpu().numpy(),
+        bases=out.bases[0].transpose(0, 1).cpu().numpy(), coefficients=out.coefficients[0].cpu().numpy(),
+        tracks=tracks.tracks, visible=tracks.visible, meta=meta)
