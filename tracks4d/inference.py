@@ -54,6 +54,8 @@ def run_network(model: TracksTo4D, tracks: TrackSet, device: str | torch.device 
     depth = to_camera(points, out.rotation, out.centre)[..., 2]
     seconds = time.perf_counter() - start
     c2w = out.camera_to_world()[0].double().cpu().numpy()
+    k = k.copy()
+    k[:, :2, :2] *= out.focal_scale[0].double().cpu().numpy()[:, None, None]  # predicted focal correction (or 1)
     few = np.flatnonzero(tracks.visible.sum(0) < MIN_VISIBLE_FRAMES)
     meta = {"timings": {"network_s": seconds}, "intrinsics_guessed": tracks.intrinsics is None,
             "few_observation_tracks": few.tolist(), "model": model.config.to_dict()}

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from tracks4d.contracts import ContractError, TrackSet
-from tracks4d.inference import MIN_VISIBLE_FRAMES, network_inputs
+from tracks4d.inference import network_inputs
 
-from .synthetic import SceneConfig, generate_window
+from .synthetic import SceneConfig, generate_window, min_visible_frames
 
 __all__ = ["Window", "Batch", "collate", "sample_window", "DATASETS", "register_dataset", "build_dataset",
            "SyntheticDataset", "TrackFolderDataset", "DatasetError"]
@@ -70,13 +70,12 @@ def collate(windows: list[Window]) -> Batch:
 
 def sample_window(tracks: TrackSet, rng: np.random.Generator, n_frames: int, n_tracks: int) -> Window | None:
     """The paper's window: ``n_frames`` consecutive frames from a random start t, up to ``n_tracks`` random tracks
-    that are visible in more than 10 of those frames and were seeded in [t − N/2, t + 3N/2].
+    that are visible in more than 10 of those frames (N/2 for N ≤ 20) and were seeded in [t − N/2, t + 3N/2].
     Returns None when the clip has no such track."""
     n = min(n_frames, tracks.n_frames)
     start = int(rng.integers(0, tracks.n_frames - n + 1))
     vis = tracks.visible[start:start + n]
-    need = min(MIN_VISIBLE_FRAMES, max(2, n // 2))
-    ok = vis.sum(0) >= need
+    ok = vis.sum(0) > min_visible_frames(n)
     if tracks.query_frame is not None:
         q = tracks.query_frame
         ok &= (q >= start - n / 2) & (q <= start + 1.5 * n)
@@ -117,11 +116,8 @@ class SyntheticDataset:
         self.config = config or SceneConfig()
 
     def sample(self, rng: np.random.Generator, n_frames: int, n_tracks: int) -> Window:
-        while True:
-            scene = generate_window(rng, n_frames, n_tracks, self.config)
-            if scene.tracks.n_points >= 1:
-                ts = scene.tracks
-                return Window(network_inputs(ts), torch.from_numpy(ts.visible))
+        ts = generate_window(rng, n_frames, n_tracks, self.config).tracks
+        return Window(network_inputs(ts), torch.from_numpy(ts.visible))
 
 
 class TrackFolderDataset:
