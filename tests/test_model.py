@@ -129,3 +129,35 @@ def test_config_round_trip_and_unknown_preset():
         ModelConfig.preset("huge")
     with pytest.raises(ValueError, match="unknown fields"):
         ModelConfig.from_dict({"width": 3, "colour": "red"})
+
+
+@pytest.mark.slow
+def test_paper_forward_at_50x900_peaks_below_4gb():
+    """Chunked attention keeps a paper-preset CPU forward at N=50, P=900 (with padding masks) under 4 GB."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, torch\n"
+        "from tracks4d.model import ModelConfig, TracksTo4D\n"
+        "m = TracksTo4D(ModelConfig.preset('paper')).eval()\n"
+        "x = torch.rand(1, 50, 900, 3)\n"
+        "fm, pm = torch.ones(1, 50, dtype=torch.bool), torch.ones(1, 900, dtype=torch.bool)\n"
+        "with torch.inference_mode():\n"
+        "    m(x, fm, pm)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    peak_gb = int(res.stdout.strip().splitlines()[-1]) / 2**20
+    assert peak_gb < 4.0, f"peak {peak_gb:.2f} GB"
+
+
+@torch.no_grad()
+def test_place_cameras_is_the_pretraining_optimum():
+    from tracks4d.losses import PRETRAIN_CENTRE, pretrain_camera_loss
+
+    model = small()
+    assert pretrain_camera_loss(model(inputs(22, 30))).item() > 1.0
+    model.place_cameras(PRETRAIN_CENTRE)
+    for seed in range(3):
+        assert pretrain_camera_loss(model(inputs(22, 30, seed))).item() < 1e-10

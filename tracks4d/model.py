@@ -220,7 +220,7 @@ class TracksTo4D(nn.Module):
         point_feat = _masked_mean(x, frame_mask[:, :, None] if frame_mask is not None else None, dim=1)  # (B,P,C)
         cams = self._circular_conv(frame_feat, frame_mask)  # (B, N, channels)
         per_point = self.point_head(point_feat)  # (B, P, 3K+1)
-        return self._decode(cams, per_point)
+        return self._decode(cams.float(), per_point.float())  # geometry in fp32 even under bf16 autocast
 
     def _circular_conv(self, feat: torch.Tensor, frame_mask: torch.Tensor | None) -> torch.Tensor:
         """Conv1d over time with circular padding on each window's own length. feat (B, N, C) → (B, N, out).
@@ -246,6 +246,16 @@ class TracksTo4D(nn.Module):
         coeff = torch.cat((torch.ones_like(coeff[..., :1]), coeff[..., 1:]), dim=-1)
         rotation = rot6d_to_matrix(cams[..., 4 + k : 10 + k])
         return ModelOutput(rotation, centre, coeff, bases, gamma, focal)
+
+    @torch.no_grad()
+    def place_cameras(self, centre: tuple[float, float, float]) -> None:
+        """Make every predicted camera sit at ``centre`` with identity rotation, whatever the input: the camera
+        head's centre and rotation rows get zero weights and these biases (the optimum of camera pre-training)."""
+        k = self.config.n_bases
+        rows = list(range(0, 3)) + list(range(4 + k, 10 + k))
+        self.camera_head.weight[rows] = 0.0
+        self.camera_head.bias[0:3] = torch.tensor(centre)
+        self.camera_head.bias[4 + k : 10 + k] = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
