@@ -9,7 +9,7 @@ import torch
 
 from .model import ModelConfig, TracksTo4D
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "CheckpointError"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "model_from_checkpoint", "CheckpointError"]
 
 FORMAT = "tracks4d-checkpoint-v1"
 
@@ -49,12 +49,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return payload
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[TracksTo4D, dict[str, Any]]:
-    """Build the network from a checkpoint; weights are cast to float32. Returns (model in eval mode, payload)."""
-    payload = load_checkpoint(path)
+def model_from_checkpoint(payload: dict[str, Any], source: str | Path = "checkpoint") -> TracksTo4D:
+    """The network a checkpoint payload describes, weights cast to float32 (fp16-shipped weights included)."""
     try:
         model = TracksTo4D(ModelConfig.from_dict(payload["config"]))
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()})
     except (KeyError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: weights do not fit the stored config ({exc})") from None
-    return model.to(device).eval(), payload
+        raise CheckpointError(f"{source}: weights do not fit the stored config ({exc})") from None
+    return model
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[TracksTo4D, dict[str, Any]]:
+    """Build the network from a checkpoint file. Returns (model in eval mode on ``device``, payload)."""
+    payload = load_checkpoint(path)
+    return model_from_checkpoint(payload, path).to(device).eval(), payload

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from tracks4d.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tracks4d.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from tracks4d.contracts import ContractError
 from tracks4d.inference import run_network
 from tracks4d.losses import PRETRAIN_CENTRE, pretrain_camera_loss, tracks4d_loss
@@ -115,7 +115,7 @@ class Trainer:
         if args.threads > 0:
             torch.set_num_threads(args.threads)
         if args.device == "cuda" and not torch.cuda.is_available():
-            raise SystemExit("tracks4d-train: error: --device cuda but no CUDA device is available")
+            raise ValueError("--device cuda but no CUDA device is available")
         self.device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                                    ("cpu" if args.device == "auto" else args.device))
         self.use_bf16 = (self.device.type == "cuda") if args.bf16 is None else args.bf16
@@ -124,17 +124,12 @@ class Trainer:
         torch.manual_seed(args.seed)
         self.rng = np.random.default_rng(args.seed)
         self.state = TrainState()
-        payload = None
-        if args.resume:
-            payload = load_checkpoint(args.resume)
-            config = ModelConfig.from_dict(payload["config"])
-        else:
-            config = ModelConfig.preset(args.preset)
-        self.model = TracksTo4D(config).to(self.device)
+        payload = load_checkpoint(args.resume) if args.resume else None
+        model = TracksTo4D(ModelConfig.preset(args.preset)) if payload is None else model_from_checkpoint(
+            payload, args.resume)
+        self.model = model.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr)
         if payload is not None:
-            self.model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                                        for k, v in payload["model"].items()})
             if "optimizer" in payload:
                 self.optimizer.load_state_dict(payload["optimizer"])
             extra = payload.get("extra", {})
