@@ -74,6 +74,7 @@ def test_train_resume_and_checkpoint(tmp_path, capsys):
     phases = [r["phase"] for r in rows]
     assert phases[0] == "untrained" and "pretrain" in phases and phases[-1] == "final"
     assert float(rows[-1]["val_ate"]) > 0
+    assert (out / "curves.png").stat().st_size > 10_000
     printed = capsys.readouterr().out
     assert "held-out ATE" in printed and "AbsRel" in printed
     assert main(["--data", "synthetic", "--steps", "5", "--out", str(out), "--resume", str(out / "last.pt"),

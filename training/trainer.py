@@ -24,6 +24,7 @@ from tracks4d.metrics import absolute_trajectory_error, depth_metrics
 from tracks4d.model import PRESETS, ModelConfig, TracksTo4D
 
 from .datasets import DATASETS, Batch, DatasetError, build_dataset, collate
+from .plots import plot_training_log
 from .synthetic import SceneConfig, generate_scene
 
 __all__ = ["main", "build_parser", "validate", "held_out_scenes", "Trainer"]
@@ -249,9 +250,10 @@ class Trainer:
         bar.close()
         self.save(self.out / "last.pt")
         final = self.evaluate("final")
+        plot_training_log(self.log_path, self.out / "curves.png")
         elapsed = time.monotonic() - t0
         print(f"trained {self.state.step} steps ({seen} windows in {elapsed:.0f} s, "
-              f"{seen / max(elapsed, 1e-9):.1f} windows/s); checkpoints in {self.out}")
+              f"{seen / max(elapsed, 1e-9):.1f} windows/s); checkpoints, log.csv and curves.png in {self.out}")
         print(f"held-out ATE {first['val_ate']:.4f} -> {final['val_ate']:.4f}; "
               f"AbsRel {first['val_abs_rel']:.4f} -> {final['val_abs_rel']:.4f}")
         return final
