@@ -39,8 +39,10 @@ def test_guessed_intrinsics_without_k():
     np.testing.assert_allclose(k, [[560, 0, 319.5], [0, 560, 239.5], [0, 0, 1]])
     rec = run_network(small_model(), ts)
     assert rec.meta["intrinsics_guessed"] and rec.meta["few_observation_tracks"] == []
-    short = TrackSet(np.full((5, 2, 2), 50, np.float32), np.ones((5, 2), bool), image_size=np.array([640, 480]))
-    assert run_network(small_model(), short).meta["few_observation_tracks"] == [0, 1]
+    few = np.ones((12, 3), bool)
+    few[:9, 1] = False  # visible in 3 of 12 frames: too few (more than 6 needed)
+    short = TrackSet(np.full((12, 3, 2), 50, np.float32), few, image_size=np.array([640, 480]))
+    assert run_network(small_model(), short).meta["few_observation_tracks"] == [1]
 
 
 def test_normalisation_matches_intrinsics():

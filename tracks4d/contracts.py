@@ -14,7 +14,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["ContractError", "GroundTruth", "TrackSet", "Reconstruction", "load_any"]
+__all__ = ["ContractError", "GroundTruth", "TrackSet", "Reconstruction", "load_any", "min_visible_frames"]
+
+
+def min_visible_frames(n_frames: int) -> int:
+    """A usable track is visible in MORE than this many frames: 10 (the paper), or N // 2 for clips of ≤ 20 frames."""
+    return 10 if n_frames > 20 else n_frames // 2
 
 
 class ContractError(ValueError):

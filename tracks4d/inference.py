@@ -7,14 +7,11 @@ import time
 import numpy as np
 import torch
 
-from .contracts import Reconstruction, TrackSet
+from .contracts import Reconstruction, TrackSet, min_visible_frames
 from .geometry import invert_rigid, pixels_to_normalized
 from .model import TracksTo4D, to_camera
 
-__all__ = ["network_inputs", "guess_intrinsics", "run_network", "MIN_VISIBLE_FRAMES"]
-
-MIN_VISIBLE_FRAMES = 11
-"""The network is trained on tracks observed in more than 10 frames; fewer are flagged in ``meta``."""
+__all__ = ["network_inputs", "guess_intrinsics", "run_network"]
 
 
 def guess_intrinsics(tracks: TrackSet) -> np.ndarray:
@@ -43,7 +40,7 @@ def run_network(model: TracksTo4D, tracks: TrackSet, device: str | torch.device 
     """Predict cameras, per-frame points and motion levels for every track and frame of ``tracks``.
 
     Pixel intrinsics come from the track set, or :func:`guess_intrinsics`. ``meta`` records the timing and which
-    tracks have fewer than :data:`MIN_VISIBLE_FRAMES` observations (their estimates are less reliable).
+    tracks are visible in too few frames (:func:`min_visible_frames`; their estimates are less reliable).
     """
     k = tracks.intrinsics_per_frame() if tracks.intrinsics is not None else np.broadcast_to(
         guess_intrinsics(tracks), (tracks.n_frames, 3, 3)).copy()
@@ -56,7 +53,7 @@ def run_network(model: TracksTo4D, tracks: TrackSet, device: str | torch.device 
     c2w = out.camera_to_world()[0].double().cpu().numpy()
     k = k.copy()
     k[:, :2, :2] *= out.focal_scale[0].double().cpu().numpy()[:, None, None]  # predicted focal correction (or 1)
-    few = np.flatnonzero(tracks.visible.sum(0) < MIN_VISIBLE_FRAMES)
+    few = np.flatnonzero(tracks.visible.sum(0) <= min_visible_frames(tracks.n_frames))
     meta = {"timings": {"network_s": seconds}, "intrinsics_guessed": tracks.intrinsics is None,
             "few_observation_tracks": few.tolist(), "model": model.config.to_dict()}
     return Reconstruction(

@@ -14,10 +14,10 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from tracks4d.contracts import ContractError, TrackSet
+from tracks4d.contracts import ContractError, TrackSet, min_visible_frames
 from tracks4d.inference import network_inputs
 
-from .synthetic import SceneConfig, generate_window, min_visible_frames
+from .synthetic import SceneConfig, generate_window
 
 __all__ = ["Window", "Batch", "collate", "sample_window", "DATASETS", "register_dataset", "build_dataset",
            "SyntheticDataset", "TrackFolderDataset", "DatasetError"]

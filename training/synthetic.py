@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
-from tracks4d.contracts import GroundTruth, TrackSet
+from tracks4d.contracts import GroundTruth, TrackSet, min_visible_frames
 from tracks4d.geometry import invert_rigid, pose_matrix
 
 __all__ = ["CAMERA_KINDS", "MOVER_KINDS", "SceneConfig", "SyntheticScene", "generate_scene", "generate_window",
@@ -103,11 +103,6 @@ class SyntheticScene:
     def world_to_camera(self) -> np.ndarray:
         """(N, 4, 4) float64."""
         return self.tracks.ground_truth.world_to_camera
-
-
-def min_visible_frames(n_frames: int) -> int:
-    """Tracks must be visible in MORE than this many frames: 10, or n_frames // 2 for clips of ≤ 20 frames."""
-    return 10 if n_frames > 20 else n_frames // 2
 
 
 def generate_scene(seed_or_rng: int | np.random.Generator, config: SceneConfig | None = None) -> SyntheticScene:
