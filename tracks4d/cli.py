@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from . import __version__
 from .checkpoint import CheckpointError, load_model
+from .cotracker import CoTrackerUnavailable
+from .overlay import draw_tracks, save_contact_sheet, save_video
+from .tracking import TRACKERS, TrackerConfig, track_clip
+from .video import VideoError, read_video
 from .contracts import ContractError, Reconstruction, TrackSet, load_any
 from .inference import run_network
 from .model import PRESETS, TracksTo4D
@@ -47,6 +52,30 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _track(args: argparse.Namespace) -> int:
+    """Video or frame folder → track .npz (input pixels) plus an overlay mp4 and PNG contact sheet."""
+    out = Path(args.output)
+    if out.suffix != ".npz":
+        raise ValueError(f"{out}: the output must be a .npz file")
+    start = time.perf_counter()
+    clip = read_video(args.video, stride=args.stride, max_frames=args.max_frames, long_side=args.long_side)
+    decoded = time.perf_counter()
+    config = TrackerConfig(grid=args.grid, query_every=args.query_every)
+    ts = track_clip(clip, config, tracker=args.tracker, checkpoint=args.tracker_checkpoint, device=args.device,
+                    progress=not args.no_progress)
+    tracked = time.perf_counter()
+    ts.save(out)
+    print(f"wrote {out}: {ts.n_frames} frames ({clip.size[0]}x{clip.size[1]} working, input "
+          f"{clip.source_size[0]}x{clip.source_size[1]}), {ts.n_points} tracks, {ts.visible.mean():.1%} visible; "
+          f"decode {decoded - start:.2f} s, track {tracked - decoded:.2f} s")
+    if not args.no_overlay:
+        drawn = draw_tracks(clip.frames, clip.to_working_pixels(ts.tracks), ts.visible)
+        video = save_video(drawn, out.with_suffix(".overlay.mp4"), clip.fps or 10.0)
+        sheet = save_contact_sheet(drawn, out.with_suffix(".overlay.png"))
+        print(f"overlay: {video} and {sheet}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tracks4d", description=__doc__)
     p.add_argument("--version", action="version", version=f"tracks4d {__version__}")
@@ -55,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate a track set or reconstruction .npz")
     c.add_argument("file")
     c.set_defaults(func=_check)
+    t = sub.add_parser("track", help="video or frame folder → tracks .npz with an overlay to judge them")
+    t.add_argument("video", help="mp4/mov/avi/mkv/webm file or a folder of frames")
+    t.add_argument("-o", "--output", required=True, help="tracks .npz to write")
+    t.add_argument("--stride", type=int, default=1, help="use every k-th frame")
+    t.add_argument("--max-frames", type=int, help="use at most this many frames (after --stride)")
+    t.add_argument("--long-side", type=int, default=640, help="working resolution: long side in pixels")
+    t.add_argument("--grid", type=int, default=15, help="G of the G×G query grid")
+    t.add_argument("--query-every", type=int, default=20, help="frames between query grids")
+    t.add_argument("--tracker", choices=TRACKERS, default="lk", help="built-in LK (default) or CoTracker")
+    t.add_argument("--tracker-checkpoint", help="local CoTracker checkpoint (with --tracker cotracker)")
+    t.add_argument("--device", default="cpu", help="device for CoTracker")
+    t.add_argument("--no-overlay", action="store_true", help="skip the overlay mp4 and PNG")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=_track)
     r = sub.add_parser("predict", help="one network pass on a track .npz → reconstruction.npz")
     r.add_argument("tracks")
     r.add_argument("-o", "--output", required=True)
@@ -68,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ContractError, CheckpointError, ValueError) as exc:
+    except (ContractError, CheckpointError, VideoError, CoTrackerUnavailable, ValueError) as exc:
         print(f"tracks4d: error: {exc}", file=sys.stderr)
         return 2
 

@@ -16,9 +16,9 @@ import numpy as np
 from tqdm import tqdm
 
 from .contracts import TrackSet, min_visible_frames
-from .video import read_video
+from .video import Clip, read_video
 
-__all__ = ["TrackerConfig", "query_frames", "grid_points", "track_frames", "track_video"]
+__all__ = ["TrackerConfig", "TRACKERS", "query_frames", "grid_points", "track_frames", "track_clip", "track_video"]
 
 
 @dataclass(frozen=True)
@@ -131,11 +131,28 @@ def _fill_invisible(tracks: np.ndarray, visible: np.ndarray) -> np.ndarray:
     return np.take_along_axis(tracks, source[..., None].repeat(2, -1), axis=0)
 
 
-def track_video(path: str | Path, *, stride: int = 1, max_frames: int | None = None, long_side: int | None = 640,
-                config: TrackerConfig = TrackerConfig(), progress: bool = False) -> TrackSet:
-    """Decode a video (file or frame folder), track at the working resolution, and return tracks in the input's
-    own pixel coordinates with its image size."""
-    clip = read_video(path, stride=stride, max_frames=max_frames, long_side=long_side)
-    ts = track_frames(clip.frames, config, progress)
+TRACKERS = ("lk", "cotracker")
+
+
+def track_clip(clip: Clip, config: TrackerConfig = TrackerConfig(), *, tracker: str = "lk",
+               checkpoint: str | Path | None = None, device: str = "cpu", progress: bool = False) -> TrackSet:
+    """Track a decoded clip at its working resolution with the built-in tracker ("lk") or CoTracker; the result is
+    in the input's own pixel coordinates, with its image size."""
+    if tracker == "lk":
+        ts = track_frames(clip.frames, config, progress)
+    elif tracker == "cotracker":
+        from .cotracker import load_cotracker, track_frames_cotracker
+
+        ts = track_frames_cotracker(clip.frames, load_cotracker(checkpoint, device), config, device)
+    else:
+        raise ValueError(f"unknown tracker {tracker!r}; choose one of {TRACKERS}")
     return TrackSet(clip.to_source_pixels(ts.tracks).astype(np.float32), ts.visible,
-                    image_size=np.array(clip.source_size), query_frame=ts.query_frame, source=str(path))
+                    image_size=np.array(clip.source_size), query_frame=ts.query_frame)
+
+
+def track_video(path: str | Path, *, stride: int = 1, max_frames: int | None = None, long_side: int | None = 640,
+                config: TrackerConfig = TrackerConfig(), tracker: str = "lk", checkpoint: str | Path | None = None,
+                progress: bool = False) -> TrackSet:
+    """Decode a video (file or frame folder) and track it (:func:`track_clip`): tracks in input pixels."""
+    clip = read_video(path, stride=stride, max_frames=max_frames, long_side=long_side)
+    return track_clip(clip, config, tracker=tracker, checkpoint=checkpoint, progress=progress)

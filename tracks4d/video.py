@@ -59,6 +59,10 @@ class Clip:
         s = np.asarray(self.scale)
         return (np.asarray(pixels, dtype=np.float64) + 0.5) / s - 0.5
 
+    def to_working_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """(..., 2) input-resolution pixels → working-resolution pixels."""
+        return (np.asarray(pixels, dtype=np.float64) + 0.5) * np.asarray(self.scale) - 0.5
+
     def intrinsics_to_working(self, intrinsics: np.ndarray) -> np.ndarray:
         """(3, 3) or (N, 3, 3) input-resolution K → the same K at working resolution."""
         sx, sy = self.scale
