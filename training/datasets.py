@@ -20,7 +20,7 @@ from tracks4d.inference import network_inputs
 from .synthetic import SceneConfig, generate_window
 
 __all__ = ["Window", "Batch", "collate", "sample_window", "DATASETS", "register_dataset", "build_dataset",
-           "SyntheticDataset", "TrackFolderDataset", "DatasetError"]
+           "SyntheticDataset", "ClipDataset", "TrackFolderDataset", "DatasetError"]
 
 
 class DatasetError(ValueError):
@@ -120,7 +120,21 @@ class SyntheticDataset:
         return Window(network_inputs(ts), torch.from_numpy(ts.visible))
 
 
-class TrackFolderDataset:
+class ClipDataset:
+    """Windows sampled (:func:`sample_window`) from a list of loaded clips."""
+
+    def __init__(self, clips: list[TrackSet]):
+        self.clips = clips
+
+    def sample(self, rng: np.random.Generator, n_frames: int, n_tracks: int) -> Window:
+        for _ in range(100):
+            window = sample_window(self.clips[int(rng.integers(len(self.clips)))], rng, n_frames, n_tracks)
+            if window is not None:
+                return window
+        raise DatasetError("no clip yields a window with tracks visible in more than 10 frames")
+
+
+class TrackFolderDataset(ClipDataset):
     """A folder of track ``.npz`` files (our layout or the official one), loaded and validated once."""
 
     def __init__(self, root: str | Path):
@@ -130,23 +144,17 @@ class TrackFolderDataset:
         files = sorted(root.glob("*.npz"))
         if not files:
             raise DatasetError(f"--root {root}: holds no .npz track files")
-        self.clips: list[TrackSet] = []
+        clips: list[TrackSet] = []
         self.skipped: list[str] = []
         for f in files:
             try:
-                self.clips.append(TrackSet.load(f))
+                clips.append(TrackSet.load(f))
             except ContractError as exc:
                 self.skipped.append(str(exc))
-        if not self.clips:
+        if not clips:
             raise DatasetError(f"--root {root}: no valid track file ({len(self.skipped)} rejected; first: "
                                f"{self.skipped[0]})")
-
-    def sample(self, rng: np.random.Generator, n_frames: int, n_tracks: int) -> Window:
-        for _ in range(100):
-            window = sample_window(self.clips[int(rng.integers(len(self.clips)))], rng, n_frames, n_tracks)
-            if window is not None:
-                return window
-        raise DatasetError("no clip yields a window with tracks visible in more than 10 frames")
+        super().__init__(clips)
 
 
 @register_dataset("synthetic")

@@ -23,6 +23,7 @@ from tracks4d.losses import PRETRAIN_CENTRE, pretrain_camera_loss, tracks4d_loss
 from tracks4d.metrics import absolute_trajectory_error, depth_metrics
 from tracks4d.model import PRESETS, ModelConfig, TracksTo4D
 
+from . import cop3d  # noqa: F401  (registers --data cop3d)
 from .datasets import DATASETS, Batch, DatasetError, build_dataset, collate
 from .plots import plot_training_log
 from .synthetic import SceneConfig, generate_scene
@@ -37,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tracks4d-train", description="Train the TracksTo4D network (self-supervised).")
     p.add_argument("--data", default="synthetic", help=f"dataset: one of {sorted(DATASETS)}")
     p.add_argument("--root", help="dataset folder (for --data tracks / cop3d)")
-    p.add_argument("--categories", help="comma-separated categories (datasets that have them)")
+    p.add_argument("--categories", help="comma-separated categories (datasets that have them, e.g. cop3d: cat,dog)")
+    p.add_argument("--cache", help="cop3d: folder for the per-sequence track cache (default ROOT/.tracks4d_cache)")
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model preset")
     p.add_argument("--out", default="runs/train", help="folder for checkpoints and logs")
     p.add_argument("--resume", help="checkpoint to continue from (model, optimiser, step)")
