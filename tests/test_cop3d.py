@@ -168,8 +168,8 @@ def test_bad_blob_and_unreadable_jgz_are_reported(jgz_tree, sqlite_tree, tmp_pat
 # --------------------------------------------------------------------------------------------- tracking + cache
 def test_cache_tracks_once_resumes_and_skips_damaged(jgz_tree, tmp_path, monkeypatch, capsys):
     calls = []
-    real = cop3d.track_frames
-    monkeypatch.setattr(cop3d, "track_frames", lambda frames, config: calls.append(1) or real(frames, config))
+    real = cop3d.track_clip
+    monkeypatch.setattr(cop3d, "track_clip", lambda clip, config: calls.append(1) or real(clip, config))
     cache = tmp_path / "cache"
     ds = Cop3dDataset(jgz_tree["root"], cache_dir=cache, progress=False)
     assert len(calls) == 3 and ds.cache.tracked == 3 and ds.cache.reused == 0
@@ -221,10 +221,10 @@ def test_working_resolution_tracks_map_back_to_input_pixels(jgz_tree):
 
 
 def test_no_usable_sequence_is_a_dataset_error(jgz_tree, tmp_path, monkeypatch):
-    def fail(frames, config):
+    def fail(clip, config):
         raise ValueError("no track stays visible")
 
-    monkeypatch.setattr(cop3d, "track_frames", fail)
+    monkeypatch.setattr(cop3d, "track_clip", fail)
     with pytest.raises(DatasetError, match=r"no usable COP3D sequence \(5 skipped; first: cat/cat_badformat"):
         Cop3dDataset(jgz_tree["root"], cache_dir=tmp_path, progress=False)
 

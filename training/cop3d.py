@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from tracks4d.contracts import ContractError, GroundTruth, TrackSet
 from tracks4d.geometry import pose_matrix
-from tracks4d.tracking import TrackerConfig, track_frames
+from tracks4d.tracking import TrackerConfig, track_clip
 from tracks4d.video import Clip
 
 from .datasets import ClipDataset, DatasetError, register_dataset
@@ -331,15 +331,15 @@ def track_sequence(seq: Cop3dSequence, config: TrackerConfig = TrackerConfig(), 
     first frame's size, image_size (W, H) of the first frame, and the COP3D cameras as ground truth."""
     size = seq.frames[0].image_size
     frames = _load_frames(seq, _working_size(size, long_side))
+    clip = Clip(frames, np.array([f.frame_number for f in seq.frames]), None, size)
     try:
-        tracked = track_frames(frames, config)
+        tracked = track_clip(clip, config)
     except ValueError as exc:
         raise Cop3dError(f"tracking failed ({exc})") from None
-    clip = Clip(frames, np.array([f.frame_number for f in seq.frames]), None, size)
     intrinsics = np.stack([rescale_intrinsics(f.intrinsics, f.image_size, size) for f in seq.frames])
     cameras = GroundTruth(world_to_camera=np.stack([f.world_to_camera for f in seq.frames]))
-    return TrackSet(clip.to_source_pixels(tracked.tracks).astype(np.float32), tracked.visible, intrinsics,
-                    np.array(size), tracked.query_frame, cameras, source=seq.key)
+    return TrackSet(tracked.tracks, tracked.visible, intrinsics, tracked.image_size, tracked.query_frame, cameras,
+                    source=seq.key)
 
 
 @dataclass
