@@ -65,8 +65,11 @@ def _track(args: argparse.Namespace) -> int:
                     progress=not args.no_progress)
     tracked = time.perf_counter()
     ts.save(out)
-    print(f"wrote {out}: {ts.n_frames} frames ({clip.size[0]}x{clip.size[1]} working, input "
-          f"{clip.source_size[0]}x{clip.source_size[1]}), {ts.n_points} tracks, {ts.visible.mean():.1%} visible; "
+    fps = f"{clip.fps:.2f} fps" if clip.fps else "fps unknown"
+    print(f"wrote {out}: {ts.n_frames} frames (source frames {clip.frame_indices[0]}–{clip.frame_indices[-1]}, "
+          f"{fps}; {clip.size[0]}x{clip.size[1]} working, input {clip.source_size[0]}x{clip.source_size[1]}), "
+          f"{ts.n_points} tracks, "
+          f"{ts.visible.mean():.1%} visible; "
           f"decode {decoded - start:.2f} s, track {tracked - decoded:.2f} s")
     if not args.no_overlay:
         drawn = draw_tracks(clip.frames, clip.to_working_pixels(ts.tracks), ts.visible)
