@@ -12,12 +12,13 @@ __all__ = ["draw_tracks", "save_video", "save_contact_sheet", "track_colours"]
 
 
 def track_colours(n_tracks: int, values: np.ndarray | None = None) -> np.ndarray:
-    """(P, 3) uint8 RGB: a rainbow over track order, or over ``values`` (P,) (e.g. the motion level γ)."""
+    """(P, 3) uint8 RGB: a rainbow over track order, or over ``values`` (P,) from purple (low, e.g. static γ) to red
+    (high), stretched between their 2nd and 98th percentiles."""
     v = np.linspace(0, 1, n_tracks) if values is None else np.asarray(values, dtype=np.float64)
     if values is not None and n_tracks:
         lo, hi = np.percentile(v, [2, 98])
         v = np.clip((v - lo) / max(hi - lo, 1e-12), 0, 1)
-    hsv = np.stack((v * 150, np.full_like(v, 255), np.full_like(v, 255)), -1).astype(np.uint8)[None]
+    hsv = np.stack(((1 - v) * 150, np.full_like(v, 255), np.full_like(v, 255)), -1).astype(np.uint8)[None]
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
 
 

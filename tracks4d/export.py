@@ -1,0 +1,118 @@
+"""What a reconstruction writes for people and tools: points.ply, cameras.json, a PNG summary and a track video.
+
+Colours follow the motion level γ: purple = static, red = moving (log γ, stretched over its 2nd–98th percentiles).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+import numpy as np  # noqa: E402
+
+from .contracts import Reconstruction  # noqa: E402
+from .overlay import draw_tracks, save_video, track_colours  # noqa: E402
+
+__all__ = ["write_ply", "write_cameras_json", "write_summary_png", "write_outputs", "motion_colours"]
+
+
+def motion_colours(rec: Reconstruction) -> np.ndarray:
+    """(P, 3) uint8 RGB per track from its motion level."""
+    return track_colours(rec.n_points, np.log(rec.motion_level))
+
+
+def write_ply(path: str | Path, points: np.ndarray, colours: np.ndarray) -> Path:
+    """Binary little-endian PLY of points (M, 3) with colours (M, 3) uint8."""
+    points = np.asarray(points, dtype=np.float32)
+    colours = np.asarray(colours, dtype=np.uint8)
+    rows = np.empty(len(points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
+                                        ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    for i, name in enumerate("xyz"):
+        rows[name] = points[:, i]
+    for i, name in enumerate(("red", "green", "blue")):
+        rows[name] = colours[:, i]
+    header = ("ply\nformat binary_little_endian 1.0\ncomment tracks4d: units are arbitrary (monocular scale)\n"
+              f"element vertex {len(points)}\nproperty float x\nproperty float y\nproperty float z\n"
+              "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n")
+    path = Path(path)
+    with open(path, "wb") as fh:
+        fh.write(header.encode("ascii"))
+        fh.write(rows.tobytes())
+    return path
+
+
+def write_cameras_json(path: str | Path, rec: Reconstruction) -> Path:
+    """Per-frame OpenCV cameras: camera_to_world, world_to_camera (4×4, row-major lists), K and fx, fy, cx, cy."""
+    frames = [{"frame": t, "camera_to_world": rec.camera_to_world[t].tolist(),
+               "world_to_camera": rec.world_to_camera[t].tolist(), "K": rec.intrinsics[t].tolist(),
+               "fx": float(rec.intrinsics[t, 0, 0]), "fy": float(rec.intrinsics[t, 1, 1]),
+               "cx": float(rec.intrinsics[t, 0, 2]), "cy": float(rec.intrinsics[t, 1, 2])}
+              for t in range(rec.n_frames)]
+    doc = {"convention": "OpenCV: x right, y down, z forward; pixel centres at integer coordinates",
+           "units": "arbitrary (monocular reconstruction: scale is unknown)", "frames": frames}
+    path = Path(path)
+    path.write_text(json.dumps(doc, indent=1))
+    return path
+
+
+def _frame_or_canvas(rec: Reconstruction, frames: np.ndarray | None, t: int) -> np.ndarray:
+    if frames is not None:
+        return frames[t]
+    w, h = (np.nanmax(rec.tracks[rec.visible], axis=0) + 1).astype(int)
+    return np.full((max(h, 2), max(w, 2), 3), 235, np.uint8)
+
+
+def write_summary_png(path: str | Path, rec: Reconstruction, frames: np.ndarray | None = None) -> Path:
+    """Top view (x–z) of the camera path and the static points, and the first and last frames with their tracks
+    coloured by γ (on the video's frames when given (N, H, W, 3) at the tracks' resolution, else a blank canvas)."""
+    colours = motion_colours(rec)
+    fig = plt.figure(figsize=(15, 5))
+    ax = fig.add_subplot(1, 3, 1)
+    static = rec.static_points
+    lo, hi = np.percentile(static[:, [0, 2]], [2, 98], axis=0)
+    pad = 0.2 * (hi - lo) + 1e-9
+    keep = np.all((static[:, [0, 2]] >= lo - pad) & (static[:, [0, 2]] <= hi + pad), axis=1)
+    ax.scatter(static[keep, 0], static[keep, 2], s=3, c=colours[keep] / 255.0)
+    centres = rec.camera_to_world[:, :3, 3]
+    ax.plot(centres[:, 0], centres[:, 2], "k-", lw=1.5, label="camera path")
+    ax.plot(*centres[0, [0, 2]], "go", label="first frame")
+    ax.plot(*centres[-1, [0, 2]], "rs", label="last frame")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel("x")
+    ax.set_ylabel("z")
+    ax.set_title("top view: camera path, static points by γ", fontsize=10)
+    ax.legend(loc="best", fontsize=8)
+    for k, t in enumerate((0, rec.n_frames - 1)):
+        ax = fig.add_subplot(1, 3, 2 + k)
+        img = draw_tracks(_frame_or_canvas(rec, frames, t)[None], rec.tracks[t : t + 1], rec.visible[t : t + 1],
+                          colours, trail=0)[0]
+        ax.imshow(img)
+        ax.set_title(f"frame {t}: tracks by γ (purple static, red moving)", fontsize=10)
+        ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(rec: Reconstruction, out_dir: str | Path, frames: np.ndarray | None = None,
+                  fps: float = 10.0) -> dict[str, Path]:
+    """reconstruction.npz, points.ply (every visible point of every frame, coloured by γ), cameras.json,
+    summary.png and tracks.mp4 (tracks coloured by γ on the frames, or on a blank canvas)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    colours = motion_colours(rec)
+    rec.save(out / "reconstruction.npz")
+    paths = {"reconstruction": out / "reconstruction.npz"}
+    paths["points"] = write_ply(out / "points.ply", rec.points[rec.visible],
+                                np.broadcast_to(colours, rec.points.shape)[rec.visible])
+    paths["cameras"] = write_cameras_json(out / "cameras.json", rec)
+    paths["summary"] = write_summary_png(out / "summary.png", rec, frames)
+    canvas = frames if frames is not None else np.stack([_frame_or_canvas(rec, None, 0)] * rec.n_frames)
+    paths["tracks_video"] = save_video(draw_tracks(canvas, rec.tracks, rec.visible, colours), out / "tracks.mp4", fps)
+    return paths
