@@ -1,0 +1,155 @@
+"""Long videos: overlapping windows of at most 50 frames, each reconstructed alone, stitched into one world.
+
+Window k+1 is brought into the world of windows 0..k by a Sim(3) estimated (Umeyama) from correspondences it
+shares with what is already stitched: the camera centres of the overlapping frames and the static points B₁ of
+tracks that are static (low γ) in both. Tracks keep their identity: every output track is an input track.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .contracts import Reconstruction, TrackSet, min_visible_frames
+from .geometry import invert_rigid, umeyama_sim3
+
+__all__ = ["window_spans", "split_windows", "Sim3", "stitch", "reconstruct_long"]
+
+
+def window_spans(n_frames: int, size: int = 50, overlap: int = 10) -> list[tuple[int, int]]:
+    """[start, end) spans of at most ``size`` frames covering 0..n_frames, consecutive ones sharing ≥ ``overlap``
+    frames; the last span ends at n_frames. One span when the clip fits."""
+    if size < 2 or not 0 < overlap < size:
+        raise ValueError(f"window size must be >= 2 and 0 < overlap < size, got size {size}, overlap {overlap}")
+    if n_frames <= size:
+        return [(0, n_frames)]
+    spans, start = [], 0
+    while start + size < n_frames:
+        spans.append((start, start + size))
+        start += size - overlap
+    spans.append((n_frames - size, n_frames))
+    return spans
+
+
+@dataclass(frozen=True)
+class Sim3:
+    """x ↦ s·R·x + t."""
+
+    scale: float
+    rotation: np.ndarray
+    translation: np.ndarray
+
+    def points(self, x: np.ndarray) -> np.ndarray:
+        return self.scale * x @ self.rotation.T + self.translation
+
+    def camera_to_world(self, c2w: np.ndarray) -> np.ndarray:
+        """(N, 4, 4) camera-to-world poses moved by this similarity (rotation and centre; scale goes to depth)."""
+        out = c2w.copy()
+        out[:, :3, :3] = self.rotation @ c2w[:, :3, :3]
+        out[:, :3, 3] = self.points(c2w[:, :3, 3])
+        return out
+
+
+def _align(world: Reconstruction, world_frames: np.ndarray, part: Reconstruction, part_frames: np.ndarray,
+           part_tracks: np.ndarray, world_tracks: np.ndarray, gamma_quantile: float = 0.5) -> Sim3:
+    """Sim(3) taking ``part`` into ``world`` from shared camera centres and shared static tracks."""
+    shared_frames = np.intersect1d(world_frames, part_frames)
+    src = [part.camera_to_world[np.searchsorted(part_frames, shared_frames), :3, 3]]
+    dst = [world.camera_to_world[np.searchsorted(world_frames, shared_frames), :3, 3]]
+    common, wi, pi = np.intersect1d(world_tracks, part_tracks, return_indices=True)
+    if common.size:
+        static = ((world.motion_level[wi] <= np.quantile(world.motion_level[wi], gamma_quantile))
+                  & (part.motion_level[pi] <= np.quantile(part.motion_level[pi], gamma_quantile)))
+        src.append(part.static_points[pi[static]])
+        dst.append(world.static_points[wi[static]])
+    src, dst = np.concatenate(src), np.concatenate(dst)
+    if len(src) < 3:
+        raise ValueError("windows share fewer than 3 correspondences; use a larger overlap")
+    s, r, t = umeyama_sim3(src, dst)
+    return Sim3(s, r, t)
+
+
+def stitch(tracks: TrackSet, windows: list[tuple[tuple[int, int], np.ndarray, Reconstruction]]) -> Reconstruction:
+    """Merge window reconstructions into one covering every frame and track of ``tracks``.
+
+    windows: ((start, end), track indices used (P_k,), reconstruction of frames start..end-1 and those tracks).
+    Overlapping frames keep the earlier window's camera; a track's world points in a frame come from the window
+    owning that frame when it used the track, else its static point (flagged in ``meta``).
+    """
+    n, p = tracks.n_frames, tracks.n_points
+    (s0, e0), idx0, rec0 = windows[0]
+    c2w = np.full((n, 4, 4), np.nan)
+    intr = np.zeros((n, 3, 3))
+    points = np.full((n, p, 3), np.nan)
+    depth = np.full((n, p), np.nan)
+    static_sum, static_cnt = np.zeros((p, 3)), np.zeros(p)
+    gamma = np.full(p, np.nan)
+    world, world_frames, world_tracks = rec0, np.arange(s0, e0), idx0
+    reports = []
+    for k, ((start, end), idx, rec) in enumerate(windows):
+        frames = np.arange(start, end)
+        sim = Sim3(1.0, np.eye(3), np.zeros(3)) if k == 0 else _align(world, world_frames, rec, frames, idx,
+                                                                        world_tracks)
+        moved_c2w = sim.camera_to_world(rec.camera_to_world)
+        moved_points = sim.points(rec.points.reshape(-1, 3)).reshape(rec.points.shape)
+        new = np.isnan(c2w[frames, 0, 0])
+        c2w[frames[new]] = moved_c2w[new]
+        intr[frames[new]] = rec.intrinsics[new]
+        points[np.ix_(frames[new], idx)] = moved_points[new]
+        depth[np.ix_(frames[new], idx)] = sim.scale * rec.depth[new]
+        weight = rec.visible.sum(0)
+        static_sum[idx] += weight[:, None] * sim.points(rec.static_points)
+        static_cnt[idx] += weight
+        gamma[idx] = np.where(np.isnan(gamma[idx]), rec.motion_level, np.fmin(gamma[idx], rec.motion_level))
+        reports.append({"frames": [int(start), int(end)], "tracks": int(len(idx)), "scale": float(sim.scale)})
+        world = _window_as_world(c2w, points, static_sum, static_cnt, gamma, frames, idx, rec)
+        world_frames, world_tracks = frames, idx
+    missing_tracks = np.flatnonzero(static_cnt == 0)
+    if missing_tracks.size:  # never seen well by any window: keep them, at the scene's centre, flagged
+        static_sum[missing_tracks] = np.nanmedian(points.reshape(-1, 3), axis=0)
+        static_cnt[missing_tracks] = 1
+        gamma[missing_tracks] = np.nanmax(gamma)
+    static = static_sum / static_cnt[:, None]
+    filled = np.isnan(points[..., 0])
+    points[filled] = np.broadcast_to(static, points.shape)[filled]
+    w2c = invert_rigid(c2w)
+    cam = np.einsum("nij,npj->npi", w2c[:, :3, :3], points) + w2c[:, None, :3, 3]
+    depth[np.isnan(depth)] = cam[..., 2][np.isnan(depth)]
+    meta = {"stitching": {"windows": reports, "tracks_without_window": missing_tracks.tolist(),
+                          "entries_from_static_points": int(filled.sum()),
+                          "note": "per-window bases do not span the clip: bases holds B1 only; points are exact"}}
+    return Reconstruction(c2w, w2c, intr, points, static, gamma, depth, static[None], np.ones((n, 1)),
+                          tracks.tracks, tracks.visible, meta)
+
+
+def _window_as_world(c2w, points, static_sum, static_cnt, gamma, frames, idx, rec) -> Reconstruction:
+    """The just-stitched window in world coordinates, as the reference for aligning the next one."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        static = static_sum[idx] / static_cnt[idx, None]
+    pose = c2w[frames]
+    w2c = invert_rigid(pose)
+    return Reconstruction(pose, w2c, rec.intrinsics, np.nan_to_num(points[np.ix_(frames, idx)]),
+                          np.nan_to_num(static), gamma[idx], rec.depth, rec.bases, rec.coefficients,
+                          rec.tracks, rec.visible)
+
+
+def split_windows(tracks: TrackSet, size: int = 50, overlap: int = 10
+                  ) -> list[tuple[tuple[int, int], np.ndarray, TrackSet]]:
+    """((start, end), track indices, sub-track-set) per window; a window keeps the tracks visible in more than
+    :func:`min_visible_frames` of its frames."""
+    out = []
+    for start, end in window_spans(tracks.n_frames, size, overlap):
+        idx = np.flatnonzero(tracks.visible[start:end].sum(0) > min_visible_frames(end - start))
+        if idx.size == 0:
+            raise ValueError(f"frames {start}-{end - 1}: no track is visible in more than "
+                             f"{min_visible_frames(end - start)} frames")
+        out.append(((start, end), idx, tracks.subset(frames=slice(start, end), points=idx)))
+    return out
+
+
+def reconstruct_long(tracks: TrackSet, run_window: Callable[[TrackSet], Reconstruction], size: int = 50,
+                     overlap: int = 10) -> Reconstruction:
+    """Reconstruct each window (:func:`split_windows`) with ``run_window`` and :func:`stitch` them."""
+    return stitch(tracks, [(span, idx, run_window(sub)) for span, idx, sub in split_windows(tracks, size, overlap)])
