@@ -2,8 +2,9 @@
 
 from .contracts import ContractError, GroundTruth, Reconstruction, TrackSet
 from .model import PRESETS, ModelConfig, ModelOutput, TracksTo4D
+from .pipeline import reconstruct
 
 __version__ = "0.1.0"
 
 __all__ = ["ContractError", "GroundTruth", "Reconstruction", "TrackSet", "PRESETS", "ModelConfig", "ModelOutput",
-           "TracksTo4D", "__version__"]
+           "TracksTo4D", "reconstruct", "__version__"]

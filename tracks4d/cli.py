@@ -10,7 +10,10 @@ from pathlib import Path
 from . import __version__
 from .checkpoint import CheckpointError, load_model
 from .cotracker import CoTrackerUnavailable
+from .export import write_outputs
+from .metrics import evaluate_reconstruction
 from .overlay import draw_tracks, save_contact_sheet, save_video
+from .pipeline import ReconstructOptions, run_pipeline
 from .tracking import TRACKERS, TrackerConfig, track_clip
 from .video import VideoError, read_video
 from .contracts import ContractError, Reconstruction, TrackSet, load_any
@@ -79,6 +82,39 @@ def _track(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reconstruct(args: argparse.Namespace) -> int:
+    """INPUT (video, frame folder or track .npz) → OUT/ with reconstruction.npz and pictures."""
+    opts = ReconstructOptions(
+        checkpoint=args.checkpoint, device=args.device, fx=args.fx, fy=args.fy, cx=args.cx, cy=args.cy,
+        fov_deg=args.fov_deg, tracker=args.tracker, tracker_checkpoint=args.tracker_checkpoint, grid=args.grid,
+        query_every=args.query_every, stride=args.stride, max_frames=args.max_frames, long_side=args.long_side,
+        bundle_adjust=args.ba, finetune_steps=args.finetune, progress=not args.no_progress)
+    result = run_pipeline(args.input, opts)
+    rec, clip = result.reconstruction, result.clip
+    frames = clip.frames if clip is not None else None
+    frame_tracks = clip.to_working_pixels(rec.tracks) if clip is not None else None
+    paths = write_outputs(rec, args.output, frames, frame_tracks, fps=(clip.fps if clip and clip.fps else 10.0))
+    stages = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in result.timings.items())
+    print(f"reconstructed {rec.n_frames} frames, {rec.n_points} tracks → {Path(args.output)}/ "
+          f"({', '.join(p.name for p in paths.values())}); {stages}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    """Accuracy of a reconstruction against the ground truth carried by a track file."""
+    rec = Reconstruction.load(args.prediction)
+    gt_tracks = TrackSet.load(args.ground_truth)
+    if gt_tracks.ground_truth is None:
+        raise ValueError(f"{args.ground_truth}: has no ground truth (gt_* fields or the official Ms_all / "
+                         f"GT_depth_tracks_all / GT_mask_tracks_all)")
+    if (gt_tracks.n_frames, gt_tracks.n_points) != (rec.n_frames, rec.n_points):
+        raise ValueError(f"prediction has {rec.n_frames} frames × {rec.n_points} tracks, ground truth "
+                         f"{gt_tracks.n_frames} × {gt_tracks.n_points}")
+    for name, value in evaluate_reconstruction(rec, gt_tracks.ground_truth).items():
+        print(f"{name:24s} {value:.6g}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tracks4d", description=__doc__)
     p.add_argument("--version", action="version", version=f"tracks4d {__version__}")
@@ -101,6 +137,29 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-overlay", action="store_true", help="skip the overlay mp4 and PNG")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_track)
+    rc = sub.add_parser("reconstruct", help="video, frame folder or track .npz → reconstruction + pictures")
+    rc.add_argument("input", help="video file, folder of frames, or track .npz")
+    rc.add_argument("-o", "--output", required=True, help="output folder")
+    rc.add_argument("--checkpoint", required=True, help="model checkpoint (.pt)")
+    rc.add_argument("--device", default="cpu")
+    for name in ("fx", "fy", "cx", "cy"):
+        rc.add_argument(f"--{name}", type=float, help=f"intrinsics {name} in input pixels")
+    rc.add_argument("--fov-deg", type=float, help="horizontal field of view (instead of --fx)")
+    rc.add_argument("--tracker", choices=TRACKERS, default="lk")
+    rc.add_argument("--tracker-checkpoint")
+    rc.add_argument("--grid", type=int, default=15)
+    rc.add_argument("--query-every", type=int, default=20)
+    rc.add_argument("--stride", type=int, default=1)
+    rc.add_argument("--max-frames", type=int)
+    rc.add_argument("--long-side", type=int, default=640)
+    rc.add_argument("--ba", action=argparse.BooleanOptionalAction, default=False, help="bundle adjustment")
+    rc.add_argument("--finetune", type=int, default=0, metavar="N", help="fine-tune N steps on this clip")
+    rc.add_argument("--no-progress", action="store_true")
+    rc.set_defaults(func=_reconstruct)
+    ev = sub.add_parser("eval", help="ATE, RPE, depth AbsRel/δ of PRED.npz against GT.npz (track file with GT)")
+    ev.add_argument("prediction")
+    ev.add_argument("ground_truth")
+    ev.set_defaults(func=_eval)
     r = sub.add_parser("predict", help="one network pass on a track .npz → reconstruction.npz")
     r.add_argument("tracks")
     r.add_argument("-o", "--output", required=True)

@@ -66,9 +66,12 @@ def _frame_or_canvas(rec: Reconstruction, frames: np.ndarray | None, t: int) -> 
     return np.full((max(h, 2), max(w, 2), 3), 235, np.uint8)
 
 
-def write_summary_png(path: str | Path, rec: Reconstruction, frames: np.ndarray | None = None) -> Path:
+def write_summary_png(path: str | Path, rec: Reconstruction, frames: np.ndarray | None = None,
+                      frame_tracks: np.ndarray | None = None) -> Path:
     """Top view (x–z) of the camera path and the static points, and the first and last frames with their tracks
-    coloured by γ (on the video's frames when given (N, H, W, 3) at the tracks' resolution, else a blank canvas)."""
+    coloured by γ: on the video's frames (N, H, W, 3) when given, with ``frame_tracks`` (N, P, 2) the tracks in
+    those frames' pixels (default: ``rec.tracks``), else on a blank canvas."""
+    frame_tracks = rec.tracks if frame_tracks is None else frame_tracks
     colours = motion_colours(rec)
     fig = plt.figure(figsize=(15, 5))
     ax = fig.add_subplot(1, 3, 1)
@@ -88,7 +91,7 @@ def write_summary_png(path: str | Path, rec: Reconstruction, frames: np.ndarray 
     ax.legend(loc="best", fontsize=8)
     for k, t in enumerate((0, rec.n_frames - 1)):
         ax = fig.add_subplot(1, 3, 2 + k)
-        img = draw_tracks(_frame_or_canvas(rec, frames, t)[None], rec.tracks[t : t + 1], rec.visible[t : t + 1],
+        img = draw_tracks(_frame_or_canvas(rec, frames, t)[None], frame_tracks[t : t + 1], rec.visible[t : t + 1],
                           colours, trail=0)[0]
         ax.imshow(img)
         ax.set_title(f"frame {t}: tracks by γ (purple static, red moving)", fontsize=10)
@@ -101,9 +104,11 @@ def write_summary_png(path: str | Path, rec: Reconstruction, frames: np.ndarray 
 
 
 def write_outputs(rec: Reconstruction, out_dir: str | Path, frames: np.ndarray | None = None,
-                  fps: float = 10.0) -> dict[str, Path]:
+                  frame_tracks: np.ndarray | None = None, fps: float = 10.0) -> dict[str, Path]:
     """reconstruction.npz, points.ply (every visible point of every frame, coloured by γ), cameras.json,
-    summary.png and tracks.mp4 (tracks coloured by γ on the frames, or on a blank canvas)."""
+    summary.png and tracks.mp4 (tracks coloured by γ on the frames, or on a blank canvas); ``frame_tracks``
+    (N, P, 2) are the tracks in the frames' pixels when those differ from the input's."""
+    frame_tracks = rec.tracks if frame_tracks is None else frame_tracks
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     colours = motion_colours(rec)
@@ -112,7 +117,8 @@ def write_outputs(rec: Reconstruction, out_dir: str | Path, frames: np.ndarray |
     paths["points"] = write_ply(out / "points.ply", rec.points[rec.visible],
                                 np.broadcast_to(colours, rec.points.shape)[rec.visible])
     paths["cameras"] = write_cameras_json(out / "cameras.json", rec)
-    paths["summary"] = write_summary_png(out / "summary.png", rec, frames)
+    paths["summary"] = write_summary_png(out / "summary.png", rec, frames, frame_tracks)
     canvas = frames if frames is not None else np.stack([_frame_or_canvas(rec, None, 0)] * rec.n_frames)
-    paths["tracks_video"] = save_video(draw_tracks(canvas, rec.tracks, rec.visible, colours), out / "tracks.mp4", fps)
+    paths["tracks_video"] = save_video(draw_tracks(canvas, frame_tracks, rec.visible, colours), out / "tracks.mp4",
+                                       fps)
     return paths

@@ -1,0 +1,84 @@
+"""tracks4d reconstruct / tracks4d.reconstruct: track files, videos, long clips, intrinsics options, eval."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import tracks4d
+from tracks4d.checkpoint import save_checkpoint
+from tracks4d.cli import main
+from tracks4d.contracts import Reconstruction
+from tracks4d.model import ModelConfig, TracksTo4D
+from tracks4d.pipeline import ReconstructOptions, intrinsics_from_options
+from training.synthetic import SceneConfig, generate_scene
+
+from test_track_cli import write_mp4
+from test_tracking import shifted_clip
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = TracksTo4D(ModelConfig.preset("small"))
+    model.place_cameras((0.0, 0.0, -15.0))
+    path = tmp_path_factory.mktemp("ckpt") / "small.pt"
+    save_checkpoint(path, model, step=7)
+    return path
+
+
+def test_track_file_keeps_every_track_and_frame(tmp_path, checkpoint):
+    scene = generate_scene(9, SceneConfig(n_frames=30))
+    scene.tracks.save(tmp_path / "t.npz")
+    rec = tracks4d.reconstruct(tmp_path / "t.npz", checkpoint, progress=False)
+    assert (rec.n_frames, rec.n_points) == (30, scene.tracks.n_points)
+    np.testing.assert_array_equal(rec.tracks, scene.tracks.tracks)
+    assert rec.meta["checkpoint_step"] == 7 and rec.meta["intrinsics_known"]
+    assert {"load_model_s", "network_s", "total_s"} <= set(rec.meta["timings"])
+
+
+def test_long_clip_is_stitched(checkpoint):
+    scene = generate_scene(10, SceneConfig(n_frames=90, motion_frames=90))
+    rec = tracks4d.reconstruct(scene.tracks, checkpoint, progress=False, finetune_steps=2)
+    assert rec.n_frames == 90 and rec.n_points == scene.tracks.n_points
+    assert len(rec.meta["stitching"]["windows"]) == 2 and len(rec.meta["finetune"]) == 2
+    assert np.isfinite(rec.points).all() and "finetune_s" in rec.meta["timings"]
+
+
+def test_reconstruct_command_on_a_video(tmp_path, checkpoint, capsys):
+    write_mp4(tmp_path / "clip.mp4", shifted_clip(n=24, h=240, w=320))
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(tmp_path / "clip.mp4"), "-o", str(out), "--checkpoint", str(checkpoint),
+                 "--grid", "8", "--fov-deg", "60", "--no-progress"]) == 0
+    rec = Reconstruction.load(out / "reconstruction.npz")
+    assert rec.n_frames == 24
+    np.testing.assert_allclose(rec.intrinsics[0, 0, 0], 160 / np.tan(np.radians(30)))
+    for name in ("points.ply", "cameras.json", "summary.png", "tracks.mp4"):
+        assert (out / name).stat().st_size > 0
+    assert json.loads((out / "cameras.json").read_text())["frames"][0]["frame"] == 0
+    assert "decode" in capsys.readouterr().out
+
+
+def test_eval_command(tmp_path, checkpoint, capsys):
+    scene = generate_scene(11, SceneConfig(n_frames=24))
+    scene.tracks.save(tmp_path / "gt.npz")
+    tracks4d.reconstruct(scene.tracks, checkpoint, progress=False).save(tmp_path / "pred.npz")
+    assert main(["eval", str(tmp_path / "pred.npz"), str(tmp_path / "gt.npz")]) == 0
+    printed = capsys.readouterr().out
+    assert "ate" in printed and "rpe_rot_deg" in printed and "depth_abs_rel" in printed
+    other = generate_scene(12, SceneConfig(n_frames=30)).tracks
+    other.save(tmp_path / "other.npz")
+    assert main(["eval", str(tmp_path / "pred.npz"), str(tmp_path / "other.npz")]) == 2
+    assert "frames" in capsys.readouterr().err
+
+
+def test_intrinsics_options():
+    base = dict(checkpoint="x")
+    assert intrinsics_from_options(ReconstructOptions(**base), (640, 480)) is None
+    k = intrinsics_from_options(ReconstructOptions(**base, fx=500.0), (640, 480))
+    np.testing.assert_allclose(k, [[500, 0, 319.5], [0, 500, 239.5], [0, 0, 1]])
+    with pytest.raises(ValueError, match="fov"):
+        intrinsics_from_options(ReconstructOptions(**base, fov_deg=200.0), (640, 480))
+    with pytest.raises(ValueError, match="--fx"):
+        intrinsics_from_options(ReconstructOptions(**base, cx=3.0), (640, 480))

@@ -1,0 +1,208 @@
+"""Bundle adjustment of a reconstruction's cameras and static points (paper appendix, DESIGN §7).
+
+The static points B₁ whose motion level γ lies below a threshold, observed where their initial reprojection error
+is small, are refined together with every camera pose by COLMAP's C++ Ceres bundle adjuster (pycolmap); no Python
+cost function runs. The monocular 7-dof gauge is fixed by COLMAP (``TWO_CAMS_FROM_WORLD``: the first observed
+camera's pose and the scale set by the second camera stay put). Dynamic points keep their depth and pixel position
+in every frame. Too little static structure is not an error: the reconstruction comes back unchanged with
+``BAReport.skipped`` naming the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .contracts import Reconstruction
+from .geometry import invert_rigid
+
+__all__ = ["BAReport", "bundle_adjust", "MIN_FRAMES", "MIN_POINTS"]
+
+MIN_FRAMES = 3  # frames that must observe the static points
+MIN_POINTS = 8  # static points with at least two kept observations
+_LOSSES = ("trivial", "huber", "soft_l1", "cauchy")
+
+
+@dataclass
+class BAReport:
+    """What one bundle adjustment did; RMS errors are over the kept observations, in pixels."""
+
+    initial_rms_px: float
+    final_rms_px: float
+    n_points: int
+    n_observations: int
+    n_inliers: int
+    seconds: float
+    refined_focal: bool
+    n_frames: int = 0
+    focal_px: float | None = None
+    iterations: int = 0
+    termination: str = ""
+    skipped: str = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _project(points_world: np.ndarray, w2c: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """(P, 3) points through (N, 4, 4) cameras and (N, 3, 3) K → (N, P, 2) pixels (z clamped at 1e-9)."""
+    cam = np.einsum("nij,pj->npi", w2c[:, :3, :3], points_world) + w2c[:, None, :3, 3]
+    pix = np.einsum("nij,npj->npi", intrinsics, cam)
+    return pix[..., :2] / np.maximum(pix[..., 2:], 1e-9)
+
+
+def _select(rec: Reconstruction, gamma_threshold: float, max_error_px: float):
+    """Static points and observations to adjust.
+
+    → points (M,) indices into P · obs (N, M) bool kept observations ·
+    n_observations (visible ones, before the gate).
+    """
+    candidates = np.flatnonzero(rec.motion_level < gamma_threshold)
+    xyz = rec.static_points[candidates].astype(np.float64)
+    pix = _project(xyz, rec.world_to_camera, rec.intrinsics)
+    visible = rec.visible[:, candidates]
+    depth = np.einsum("nj,pj->np", rec.world_to_camera[:, 2, :3], xyz) + rec.world_to_camera[:, None, 2, 3]
+    error = np.linalg.norm(pix - rec.tracks[:, candidates].astype(np.float64), axis=-1)
+    obs = visible & (depth > 0) & (error < max_error_px)
+    keep = obs.sum(0) >= 2
+    return candidates[keep], obs[:, keep], int(visible.sum())
+
+
+def _rms(points_world, w2c, intrinsics, tracks, obs) -> float:
+    err = np.linalg.norm(_project(points_world, w2c, intrinsics) - tracks, axis=-1)[obs]
+    return float(np.sqrt(np.mean(err**2))) if err.size else float("nan")
+
+
+def _colmap_problem(rec: Reconstruction, points: np.ndarray, obs: np.ndarray, shared_camera: bool):
+    """A pycolmap.Reconstruction (image t+1 ↔ frame t) → (reconstruction, point3D ids (M,) in ``points`` order)."""
+    import pycolmap
+
+    n = rec.n_frames
+    k = rec.intrinsics
+    size = np.maximum(np.ceil(2 * k[:, :2, 2]).astype(int), 1)  # no image size in a Reconstruction
+    colmap = pycolmap.Reconstruction()
+    if shared_camera:
+        f = float(np.mean(k[:, [0, 1], [0, 1]]))
+        params = [f, float(k[:, 0, 2].mean()), float(k[:, 1, 2].mean())]
+        colmap.add_camera_with_trivial_rig(pycolmap.Camera(
+            model="SIMPLE_PINHOLE", width=int(size[:, 0].max()), height=int(size[:, 1].max()),
+            params=params, camera_id=1))
+    else:
+        for t in range(n):
+            colmap.add_camera_with_trivial_rig(pycolmap.Camera(
+                model="PINHOLE", width=int(size[t, 0]), height=int(size[t, 1]),
+                params=[k[t, 0, 0], k[t, 1, 1], k[t, 0, 2], k[t, 1, 2]], camera_id=t + 1))
+    tracks = rec.tracks[:, points].astype(np.float64)
+    for t in range(n):
+        image = pycolmap.Image(name=str(t), keypoints=tracks[t], camera_id=1 if shared_camera else t + 1,
+                               image_id=t + 1)
+        colmap.add_image_with_trivial_frame(image, pycolmap.Rigid3d(rec.world_to_camera[t, :3]))
+    ids = np.empty(len(points), dtype=np.int64)
+    for j, p in enumerate(points):
+        frames = np.flatnonzero(obs[:, j])
+        track = pycolmap.Track([pycolmap.TrackElement(int(t) + 1, int(j)) for t in frames])
+        ids[j] = colmap.add_point3D(rec.static_points[p].astype(np.float64), track)
+    return colmap, ids
+
+
+def _solve(colmap, observed: np.ndarray, refine_focal: bool, loss: str, loss_scale_px: float,
+           max_iterations: int):
+    """Run COLMAP's Ceres bundle adjuster in place → its summary. observed: (N,) bool frames holding observations."""
+    import pycolmap
+
+    options = pycolmap.BundleAdjustmentOptions()
+    options.refine_focal_length = refine_focal
+    options.refine_principal_point = False
+    options.refine_extra_params = False
+    options.print_summary = False
+    options.ceres.loss_function_type = getattr(pycolmap.LossFunctionType, loss.upper())
+    options.ceres.loss_function_scale = loss_scale_px
+    options.ceres.solver_options.max_num_iterations = max_iterations
+    options.ceres.solver_options.function_tolerance = 1e-6  # Ceres' default; COLMAP's 0 doubles the iterations
+    config = pycolmap.BundleAdjustmentConfig()
+    for t in np.flatnonzero(observed):
+        config.add_image(int(t) + 1)
+    config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+    return pycolmap.create_default_bundle_adjuster(options, config, colmap).solve()
+
+
+def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_initial_error_px: float = 10.0,
+                  refine_focal: bool = False, loss: str = "cauchy", loss_scale_px: float = 1.0,
+                  max_iterations: int = 100) -> tuple[Reconstruction, BAReport]:
+    """Refine every camera pose and the static points of ``rec`` (and one shared focal when ``refine_focal``).
+
+    Static points: ``static_points[p]`` with ``motion_level[p] < gamma_threshold`` (γ in normalised image units).
+    Observations: visible ``tracks`` whose reprojection through the initial camera is < ``max_initial_error_px``;
+    points left with fewer than two are dropped. ``loss`` ∈ trivial/huber/soft_l1/cauchy, scale in pixels; when the
+    initial RMS exceeds twice that scale a first solve runs at the initial RMS, then one at ``loss_scale_px``.
+    With ``refine_focal`` all frames share one SIMPLE_PINHOLE camera (f refined, principal point fixed at the
+    mean); otherwise each frame keeps its own fixed K.
+
+    Returns the new reconstruction and its report. Refined static points replace ``static_points[p]`` and
+    ``points[:, p]``; every other point keeps its depth and pixel position in every frame
+    (X_cam ← K_new⁻¹·K_old·X_cam, i.e. the camera-frame position when K is unchanged). ``bases`` and
+    ``coefficients`` are left as they were: after BA ``points`` is authoritative (``meta`` says so).
+    Fewer than ``MIN_FRAMES`` observing frames or ``MIN_POINTS`` usable points: ``rec`` unchanged, ``skipped`` set.
+    Raises ValueError on bad arguments.
+    """
+    if loss not in _LOSSES:
+        raise ValueError(f"bundle_adjust: loss must be one of {_LOSSES}, got {loss!r}")
+    if not (gamma_threshold > 0 and max_initial_error_px > 0 and loss_scale_px > 0 and max_iterations >= 1):
+        raise ValueError("bundle_adjust: gamma_threshold, max_initial_error_px, loss_scale_px must be > 0 "
+                         "and max_iterations ≥ 1")
+    start = time.perf_counter()
+    points, obs, n_observations = _select(rec, gamma_threshold, max_initial_error_px)
+    tracks = rec.tracks[:, points].astype(np.float64)
+    xyz0 = rec.static_points[points].astype(np.float64)
+    initial_rms = _rms(xyz0, rec.world_to_camera, rec.intrinsics, tracks, obs)
+    report = BAReport(initial_rms, initial_rms, len(points), n_observations, int(obs.sum()), 0.0,
+                      refined_focal=False, n_frames=int(obs.any(1).sum()))
+    problem = None
+    if report.n_frames < MIN_FRAMES:
+        problem = f"skipped: {report.n_frames} frames observe static points, need ≥ {MIN_FRAMES}"
+    elif len(points) < MIN_POINTS:
+        problem = f"skipped: {len(points)} usable static points, need ≥ {MIN_POINTS}"
+    if problem:
+        report.skipped, report.seconds = problem, time.perf_counter() - start
+        return dataclasses.replace(rec, meta={**rec.meta, "bundle_adjustment": report.to_dict()}), report
+
+    colmap, ids = _colmap_problem(rec, points, obs, shared_camera=refine_focal)
+    # A robust loss far narrower than the initial errors stalls (e.g. Cauchy 1 px vs a 10 % focal error):
+    # solve first at the initial RMS, then at the requested scale.
+    scales = [initial_rms, loss_scale_px] if loss != "trivial" and initial_rms > 2 * loss_scale_px else [loss_scale_px]
+    for scale in scales:
+        summary = _solve(colmap, obs.any(1), refine_focal, loss, scale, max_iterations)
+        ceres = getattr(summary, "ceres_summary", None)
+        report.iterations += 0 if ceres is None else ceres.num_successful_steps + ceres.num_unsuccessful_steps
+
+    w2c = np.tile(np.eye(4), (rec.n_frames, 1, 1))
+    for t in range(rec.n_frames):
+        w2c[t, :3] = colmap.image(t + 1).cam_from_world().matrix()
+    c2w = invert_rigid(w2c)
+    intrinsics = rec.intrinsics.copy()
+    if refine_focal:
+        f, cx, cy = colmap.camera(1).params
+        intrinsics[:] = np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
+        report.refined_focal, report.focal_px = True, float(f)
+    xyz = np.stack([colmap.point3D(int(i)).xyz for i in ids])
+
+    # Keep every frame's depth and pixel position of the other points: X_cam ← K_new⁻¹ K_old X_cam.
+    cam = np.einsum("nij,npj->npi", rec.world_to_camera[:, :3, :3], rec.points) + rec.world_to_camera[:, None, :3, 3]
+    cam = np.einsum("nij,npj->npi", np.linalg.inv(intrinsics) @ rec.intrinsics, cam)
+    new_points = np.einsum("nij,npj->npi", c2w[:, :3, :3], cam) + c2w[:, None, :3, 3]
+    new_points[:, points] = xyz[None]
+    depth = rec.depth.copy()
+    depth[:, points] = np.einsum("nj,pj->np", w2c[:, 2, :3], xyz) + w2c[:, None, 2, 3]
+    static = rec.static_points.copy()
+    static[points] = xyz
+
+    report.final_rms_px = _rms(xyz, w2c, intrinsics, tracks, obs)
+    report.termination = str(summary.termination_type).split(".")[-1]
+    report.seconds = time.perf_counter() - start
+    meta = {**rec.meta, "bundle_adjustment": {**report.to_dict(), "authoritative": "points (bases not adjusted)"}}
+    out = dataclasses.replace(rec, camera_to_world=c2w, world_to_camera=w2c, intrinsics=intrinsics,
+                              points=new_points, static_points=static, depth=depth, meta=meta)
+    return out, report

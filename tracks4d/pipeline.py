@@ -1,0 +1,157 @@
+"""The main job: video, frame folder or track file → :class:`Reconstruction` (and the frames, for pictures).
+
+Stages: decode → track → per window of ≤ 50 frames: [fine-tune] → network → stitch → [bundle adjustment].
+Timings of every stage go to ``meta["timings"]``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import load_model
+from .contracts import Reconstruction, TrackSet
+from .finetune import finetune
+from .inference import guess_intrinsics, run_network
+from .stitch import reconstruct_long
+from .tracking import TrackerConfig, track_clip
+from .video import Clip, read_video
+
+__all__ = ["ReconstructOptions", "ReconstructResult", "run_pipeline", "reconstruct", "intrinsics_from_options"]
+
+
+@dataclass
+class ReconstructOptions:
+    """checkpoint: model file · device · fx, fy, cx, cy or fov_deg: intrinsics in input pixels (None: unknown) ·
+    tracker / tracker_checkpoint / grid / query_every: tracking · stride, max_frames, long_side: decoding ·
+    bundle_adjust · finetune_steps · window / overlap: long-video windows (the network sees ≤ 50 frames)."""
+
+    checkpoint: str | Path
+    device: str = "cpu"
+    fx: float | None = None
+    fy: float | None = None
+    cx: float | None = None
+    cy: float | None = None
+    fov_deg: float | None = None
+    tracker: str = "lk"
+    tracker_checkpoint: str | Path | None = None
+    grid: int = 15
+    query_every: int = 20
+    stride: int = 1
+    max_frames: int | None = None
+    long_side: int | None = 640
+    bundle_adjust: bool = False
+    finetune_steps: int = 0
+    window: int = 50
+    overlap: int = 10
+    progress: bool = True
+
+
+@dataclass
+class ReconstructResult:
+    """reconstruction · clip: decoded frames (None for a track-file input) · timings in seconds per stage."""
+
+    reconstruction: Reconstruction
+    clip: Clip | None
+    timings: dict = field(default_factory=dict)
+
+
+def intrinsics_from_options(opts: ReconstructOptions, image_size: tuple[int, int] | None) -> np.ndarray | None:
+    """(3, 3) pixel K from --fx/--fy/--cx/--cy or --fov-deg (horizontal); None when the user gave none."""
+    if opts.fx is None and opts.fov_deg is None:
+        if any(v is not None for v in (opts.fy, opts.cx, opts.cy)):
+            raise ValueError("give --fx (with optional --fy, --cx, --cy) or --fov-deg")
+        return None
+    if image_size is None and (opts.cx is None or opts.cy is None or opts.fx is None):
+        raise ValueError("the input has no image size: give --fx and --cx --cy")
+    w, h = image_size if image_size is not None else (0, 0)
+    if opts.fov_deg is not None:
+        if not 1.0 < opts.fov_deg < 179.0:
+            raise ValueError(f"--fov-deg must lie in (1, 179), got {opts.fov_deg}")
+        fx = 0.5 * w / np.tan(np.radians(opts.fov_deg) / 2)
+    else:
+        fx = opts.fx
+    fy = opts.fy if opts.fy is not None else fx
+    if fx <= 0 or fy <= 0:
+        raise ValueError("focal lengths must be positive")
+    cx = opts.cx if opts.cx is not None else (w - 1) / 2
+    cy = opts.cy if opts.cy is not None else (h - 1) / 2
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def reconstruct(source: str | Path | TrackSet, checkpoint: str | Path, **options) -> Reconstruction:
+    """``tracks4d.reconstruct("clip.mp4", "model.pt", bundle_adjust=True)``: the reconstruction of a video, frame
+    folder, track file or TrackSet; ``options`` are :class:`ReconstructOptions` fields."""
+    return run_pipeline(source, ReconstructOptions(checkpoint=checkpoint, **options)).reconstruction
+
+
+def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions) -> ReconstructResult:
+    """Run the whole pipeline on a video file, a frame folder, a track ``.npz`` or a :class:`TrackSet`."""
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    model, payload = load_model(opts.checkpoint, opts.device)
+    timings["load_model_s"] = time.perf_counter() - start
+    clip = None
+    if isinstance(source, TrackSet):
+        tracks = source
+    elif Path(source).is_file() and Path(source).suffix.lower() == ".npz":
+        tracks = TrackSet.load(source)
+    else:
+        t = time.perf_counter()
+        clip = read_video(source, stride=opts.stride, max_frames=opts.max_frames, long_side=opts.long_side)
+        timings["decode_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        tracks = track_clip(clip, TrackerConfig(grid=opts.grid, query_every=opts.query_every), tracker=opts.tracker,
+                            checkpoint=opts.tracker_checkpoint, device=opts.device, progress=opts.progress)
+        timings["tracking_s"] = time.perf_counter() - t
+    size = tuple(int(v) for v in tracks.image_size) if tracks.image_size is not None else None
+    given = intrinsics_from_options(opts, size)
+    known = given is not None or tracks.intrinsics is not None
+    k = given if given is not None else (tracks.intrinsics if tracks.intrinsics is not None
+                                         else guess_intrinsics(tracks))
+    tracks = TrackSet(tracks.tracks, tracks.visible, k, tracks.image_size, tracks.query_frame, tracks.ground_truth)
+    net_s, tune_s, reports = [0.0], [0.0], []
+
+    def run_window(sub: TrackSet) -> Reconstruction:
+        window_model = model
+        if opts.finetune_steps > 0:
+            t0 = time.perf_counter()
+            window_model, report = finetune(model, sub, opts.finetune_steps, device=opts.device,
+                                            progress=opts.progress)
+            tune_s[0] += time.perf_counter() - t0
+            reports.append(report.to_dict())
+        t0 = time.perf_counter()
+        rec = run_network(window_model, sub, opts.device)
+        net_s[0] += time.perf_counter() - t0
+        return rec
+
+    t = time.perf_counter()
+    rec = (run_window(tracks) if tracks.n_frames <= opts.window
+           else reconstruct_long(tracks, run_window, opts.window, opts.overlap))
+    timings["network_s"] = net_s[0]
+    if opts.finetune_steps > 0:
+        timings["finetune_s"] = tune_s[0]
+    timings["windows_s"] = time.perf_counter() - t
+    meta = dict(rec.meta)
+    if opts.bundle_adjust:
+        from .bundle_adjust import bundle_adjust
+
+        t = time.perf_counter()
+        rec, _ = bundle_adjust(rec, refine_focal=not known)
+        timings["bundle_adjustment_s"] = time.perf_counter() - t
+        meta.update(rec.meta)
+    timings["total_s"] = time.perf_counter() - start
+    meta.update({
+        "timings": timings, "checkpoint": str(opts.checkpoint), "checkpoint_step": int(payload.get("step", 0)),
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
+        "intrinsics_known": bool(known), "finetune": reports, "torch": torch.__version__,
+        "units": "arbitrary (monocular scale)",
+    })
+    rec = Reconstruction(**{f: getattr(rec, f) for f in ("camera_to_world", "world_to_camera", "intrinsics",
+                                                          "points", "static_points", "motion_level", "depth",
+                                                          "bases", "coefficients", "tracks", "visible")}, meta=meta)
+    return ReconstructResult(rec, clip, timings)
