@@ -82,3 +82,11 @@ def test_intrinsics_options():
         intrinsics_from_options(ReconstructOptions(**base, fov_deg=200.0), (640, 480))
     with pytest.raises(ValueError, match="--fx"):
         intrinsics_from_options(ReconstructOptions(**base, cx=3.0), (640, 480))
+
+
+def test_bundle_adjustment_stage(checkpoint):
+    scene = generate_scene(13, SceneConfig(n_frames=24))
+    rec = tracks4d.reconstruct(scene.tracks, checkpoint, progress=False, bundle_adjust=True)
+    report = rec.meta["bundle_adjustment"]
+    assert "bundle_adjustment_s" in rec.meta["timings"]
+    assert report["skipped"] or report["final_rms_px"] <= report["initial_rms_px"]

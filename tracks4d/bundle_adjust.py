@@ -23,6 +23,7 @@ __all__ = ["BAReport", "bundle_adjust", "MIN_FRAMES", "MIN_POINTS"]
 
 MIN_FRAMES = 3  # frames that must observe the static points
 MIN_POINTS = 8  # static points with at least two kept observations
+MIN_FRAME_OBSERVATIONS = 6  # a frame with fewer kept observations stays out of the problem (its pose unchanged)
 _LOSSES = ("trivial", "huber", "soft_l1", "cauchy")
 
 
@@ -67,6 +68,7 @@ def _select(rec: Reconstruction, gamma_threshold: float, max_error_px: float):
     depth = np.einsum("nj,pj->np", rec.world_to_camera[:, 2, :3], xyz) + rec.world_to_camera[:, None, 2, 3]
     error = np.linalg.norm(pix - rec.tracks[:, candidates].astype(np.float64), axis=-1)
     obs = visible & (depth > 0) & (error < max_error_px)
+    obs[obs.sum(1) < MIN_FRAME_OBSERVATIONS] = False  # under-constrained poses would wander off
     keep = obs.sum(0) >= 2
     return candidates[keep], obs[:, keep], int(visible.sum())
 
@@ -145,7 +147,9 @@ def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_in
     ``points[:, p]``; every other point keeps its depth and pixel position in every frame
     (X_cam ← K_new⁻¹·K_old·X_cam, i.e. the camera-frame position when K is unchanged). ``bases`` and
     ``coefficients`` are left as they were: after BA ``points`` is authoritative (``meta`` says so).
-    Fewer than ``MIN_FRAMES`` observing frames or ``MIN_POINTS`` usable points: ``rec`` unchanged, ``skipped`` set.
+    Frames with fewer than ``MIN_FRAME_OBSERVATIONS`` kept observations stay fixed. Fewer than ``MIN_FRAMES``
+    observing frames or ``MIN_POINTS`` usable points, or a solve that ends with a higher (or non-finite) RMS than it
+    started: ``rec`` unchanged, ``skipped`` says why.
     Raises ValueError on bad arguments.
     """
     if loss not in _LOSSES:
@@ -202,6 +206,10 @@ def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_in
     report.final_rms_px = _rms(xyz, w2c, intrinsics, tracks, obs)
     report.termination = str(summary.termination_type).split(".")[-1]
     report.seconds = time.perf_counter() - start
+    if not np.isfinite(report.final_rms_px) or report.final_rms_px > report.initial_rms_px:
+        report.skipped = (f"rejected: the solve diverged (RMS {report.initial_rms_px:.3g} → {report.final_rms_px:.3g}"
+                          f" px, {report.termination}); the reconstruction is returned unchanged")
+        return dataclasses.replace(rec, meta={**rec.meta, "bundle_adjustment": report.to_dict()}), report
     meta = {**rec.meta, "bundle_adjustment": {**report.to_dict(), "authoritative": "points (bases not adjusted)"}}
     out = dataclasses.replace(rec, camera_to_world=c2w, world_to_camera=w2c, intrinsics=intrinsics,
                               points=new_points, static_points=static, depth=depth, meta=meta)

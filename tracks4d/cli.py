@@ -88,7 +88,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint, device=args.device, fx=args.fx, fy=args.fy, cx=args.cx, cy=args.cy,
         fov_deg=args.fov_deg, tracker=args.tracker, tracker_checkpoint=args.tracker_checkpoint, grid=args.grid,
         query_every=args.query_every, stride=args.stride, max_frames=args.max_frames, long_side=args.long_side,
-        bundle_adjust=args.ba, finetune_steps=args.finetune, progress=not args.no_progress)
+        bundle_adjust=args.ba, ba_gamma=None if args.ba_gamma == "auto" else float(args.ba_gamma),
+        finetune_steps=args.finetune, progress=not args.no_progress)
     result = run_pipeline(args.input, opts)
     rec, clip = result.reconstruction, result.clip
     frames = clip.frames if clip is not None else None
@@ -153,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--max-frames", type=int)
     rc.add_argument("--long-side", type=int, default=640)
     rc.add_argument("--ba", action=argparse.BooleanOptionalAction, default=False, help="bundle adjustment")
+    rc.add_argument("--ba-gamma", default="0.008",
+                    help="BA uses static points with γ below this ('auto': the clip's 40th percentile)")
     rc.add_argument("--finetune", type=int, default=0, metavar="N", help="fine-tune N steps on this clip")
     rc.add_argument("--no-progress", action="store_true")
     rc.set_defaults(func=_reconstruct)

@@ -28,7 +28,9 @@ __all__ = ["ReconstructOptions", "ReconstructResult", "run_pipeline", "reconstru
 class ReconstructOptions:
     """checkpoint: model file · device · fx, fy, cx, cy or fov_deg: intrinsics in input pixels (None: unknown) ·
     tracker / tracker_checkpoint / grid / query_every: tracking · stride, max_frames, long_side: decoding ·
-    bundle_adjust · finetune_steps · window / overlap: long-video windows (the network sees ≤ 50 frames)."""
+    bundle_adjust · ba_gamma: static points for BA have γ below this (the paper: 0.008 pets, 0.005 out-of-domain;
+    None: the 40th percentile of this clip's γ) · finetune_steps · window / overlap: long-video windows (the network
+    sees ≤ 50 frames)."""
 
     checkpoint: str | Path
     device: str = "cpu"
@@ -45,6 +47,7 @@ class ReconstructOptions:
     max_frames: int | None = None
     long_side: int | None = 640
     bundle_adjust: bool = False
+    ba_gamma: float | None = 0.008
     finetune_steps: int = 0
     window: int = 50
     overlap: int = 10
@@ -141,7 +144,9 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions) -> Rec
         from .bundle_adjust import bundle_adjust
 
         t = time.perf_counter()
-        rec, _ = bundle_adjust(rec, refine_focal=not known)
+        threshold = opts.ba_gamma if opts.ba_gamma is not None else float(np.quantile(rec.motion_level, 0.4))
+        rec, _ = bundle_adjust(rec, gamma_threshold=threshold, refine_focal=not known)
+        meta["ba_gamma_threshold"] = threshold
         timings["bundle_adjustment_s"] = time.perf_counter() - t
         meta.update(rec.meta)
     timings["total_s"] = time.perf_counter() - start
