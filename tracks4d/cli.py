@@ -116,6 +116,18 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _view(args: argparse.Namespace) -> int:
+    """Serve the interactive 3D viewer of OUT (a folder holding reconstruction.npz, or the .npz) until Ctrl-C."""
+    from .viewer import serve
+
+    try:
+        serve(args.output, host=args.host, port=args.port)
+    except ImportError as exc:  # viser is an optional extra
+        print(f"tracks4d: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tracks4d", description=__doc__)
     p.add_argument("--version", action="version", version=f"tracks4d {__version__}")
@@ -163,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("prediction")
     ev.add_argument("ground_truth")
     ev.set_defaults(func=_eval)
+    v = sub.add_parser("view", help="interactive 3D viewer of a reconstruction in the browser (needs viser)")
+    v.add_argument("output", metavar="OUT", help="output folder holding reconstruction.npz, or the .npz itself")
+    v.add_argument("--host", default="127.0.0.1", help="address to serve on (default: loopback only)")
+    v.add_argument("--port", type=int, default=8080)
+    v.set_defaults(func=_view)
     r = sub.add_parser("predict", help="one network pass on a track .npz → reconstruction.npz")
     r.add_argument("tracks")
     r.add_argument("-o", "--output", required=True)

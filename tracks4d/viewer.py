@@ -130,7 +130,7 @@ def build_scene(server, rec: Reconstruction, frame: int = 0) -> ViewerScene:
         show_static=gui.add_checkbox("static points (all frames)", True),
     )
     scene.show_frame(frame)
-    scene.slider.on_update(lambda _: scene.show_frame(int(scene.slider.value)))
+    scene.slider.on_update(lambda _: scene.show_frame(min(int(scene.slider.value), rec.n_frames - 1)))
     scene.play.on_update(lambda _: _start_playback(scene) if scene.play.value else None)
 
     def set_size(_) -> None:
@@ -152,6 +152,18 @@ def resolve_reconstruction(path: str | Path) -> Path:
     return p
 
 
+def _local_server(host: str, port: int):
+    """A ``viser.ViserServer`` on host:port only: its public share tunnel is hidden and refused."""
+    server = _viser().ViserServer(host=host, port=port, verbose=False)
+    server.gui.configure_theme(show_share_button=False)
+
+    def refuse_share_url(*_args, **_kwargs) -> None:
+        print("tracks4d viewer: share URLs are disabled (the viewer serves only the address it was given)")
+
+    server.request_share_url = refuse_share_url  # a browser can still send the request; never open a tunnel
+    return server
+
+
 def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8080, block: bool = True):
     """Load a reconstruction (file or output folder), serve the viewer on host:port and print its URL.
 
@@ -159,7 +171,7 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8080, block: bo
     viser moves to the next free port when ``port`` is taken; the printed URL is the real one.
     """
     rec = Reconstruction.load(resolve_reconstruction(path))
-    server = _viser().ViserServer(host=host, port=port, verbose=False)
+    server = _local_server(host, port)
     try:
         build_scene(server, rec)
     except BaseException:
