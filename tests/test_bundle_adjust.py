@@ -25,16 +25,16 @@ def _rotation(axis_angle: np.ndarray) -> np.ndarray:
 
 
 def make_scene(n: int = 50, n_static: int = 300, n_dynamic: int = 50, seed: int = 0, focal_error: float = 0.0,
-               n_outliers: int = 0):
+               n_outliers: int = 0, arc: float = 0.6):
     """A noisy reconstruction of a known scene → (reconstruction, true c2w (N, 4, 4), outliers (O, 2) (frame, point)).
 
-    Cameras on an arc looking at the origin; the last ``n_dynamic`` points move (γ = 0.1), the rest are static
+    Cameras on an arc of ±``arc`` radians (0: a fixed camera) looking at the origin; the last ``n_dynamic`` points move (γ = 0.1), the rest are static
     (γ = 0.001). Initial cameras are perturbed by ~1° and ~1 % of their distance to the scene, static points by
     ~1 %, pixels carry 0.5 px noise; ``n_outliers`` observations are pushed 50 px away; the initial focal is off
     by ``focal_error``.
     """
     rng = np.random.default_rng(seed)
-    angles = np.linspace(-0.6, 0.6, n)
+    angles = np.linspace(-arc, arc, n)
     centres = np.stack([4 * np.sin(angles), 0.3 * np.cos(3 * angles), -4 * np.cos(angles)], 1)
     c2w = []
     for c in centres:
@@ -181,3 +181,23 @@ def test_bad_arguments():
         bundle_adjust(rec, loss="tukey")
     with pytest.raises(ValueError, match="gamma_threshold"):
         bundle_adjust(rec, gamma_threshold=0.0)
+
+
+def _rotation_error_deg(c2w_est: np.ndarray, c2w_true: np.ndarray) -> float:
+    rel = np.swapaxes(c2w_true[:, :3, :3], 1, 2) @ c2w_est[:, :3, :3]
+    return float(np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1))).mean())
+
+
+def test_fixed_camera_holds_structure_and_refines_rotations():
+    rec, c2w_true, _ = make_scene(arc=0.0, seed=3)
+    out, report = bundle_adjust(rec, max_initial_error_px=40.0)
+    assert not report.skipped and any("held fixed" in note for note in report.notes)
+    assert report.final_rms_px < report.initial_rms_px
+    assert _rotation_error_deg(out.camera_to_world, c2w_true) < _rotation_error_deg(rec.camera_to_world, c2w_true)
+    np.testing.assert_allclose(out.static_points, rec.static_points)
+
+
+def test_focal_needs_enough_points():
+    rec, _, _ = make_scene(n_static=20, n_dynamic=5, seed=4)
+    _, report = bundle_adjust(rec, refine_focal=True, max_initial_error_px=40.0)
+    assert not report.refined_focal and any("focal kept" in note for note in report.notes)

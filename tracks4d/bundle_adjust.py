@@ -24,6 +24,9 @@ __all__ = ["BAReport", "bundle_adjust", "MIN_FRAMES", "MIN_POINTS"]
 MIN_FRAMES = 3  # frames that must observe the static points
 MIN_POINTS = 8  # static points with at least two kept observations
 MIN_FRAME_OBSERVATIONS = 6  # a frame with fewer kept observations stays out of the problem (its pose unchanged)
+MIN_FOCAL_POINTS = 30  # fewer static points: the focal stays fixed even when asked to refine it
+SMALL_BASELINE = 0.02  # camera centres spread less than this × median depth: points held fixed, cameras refined
+MAX_FOCAL_CHANGE = 2.0  # a refined focal more than this factor away from the start is rejected
 _LOSSES = ("trivial", "huber", "soft_l1", "cauchy")
 
 
@@ -43,6 +46,7 @@ class BAReport:
     iterations: int = 0
     termination: str = ""
     skipped: str = ""
+    notes: list = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -111,7 +115,7 @@ def _colmap_problem(rec: Reconstruction, points: np.ndarray, obs: np.ndarray, sh
 
 
 def _solve(colmap, observed: np.ndarray, refine_focal: bool, loss: str, loss_scale_px: float,
-           max_iterations: int):
+           max_iterations: int, constant_points: np.ndarray | None = None):
     """Run COLMAP's Ceres bundle adjuster in place → its summary. observed: (N,) bool frames holding observations."""
     import pycolmap
 
@@ -127,7 +131,11 @@ def _solve(colmap, observed: np.ndarray, refine_focal: bool, loss: str, loss_sca
     config = pycolmap.BundleAdjustmentConfig()
     for t in np.flatnonzero(observed):
         config.add_image(int(t) + 1)
-    config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+    if constant_points is None:
+        config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+    else:  # fixed structure fixes the gauge; cameras are resected against it
+        for i in constant_points:
+            config.add_constant_point(int(i))
     return pycolmap.create_default_bundle_adjuster(options, config, colmap).solve()
 
 
@@ -173,12 +181,23 @@ def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_in
         report.skipped, report.seconds = problem, time.perf_counter() - start
         return dataclasses.replace(rec, meta={**rec.meta, "bundle_adjustment": report.to_dict()}), report
 
+    if refine_focal and len(points) < MIN_FOCAL_POINTS:
+        refine_focal = False
+        report.notes.append(f"focal kept: {len(points)} static points, need ≥ {MIN_FOCAL_POINTS} to refine it")
+    observing = obs.any(1)
+    centres = invert_rigid(rec.world_to_camera[observing])[:, :3, 3]
+    depths = np.einsum("nj,pj->np", rec.world_to_camera[observing, 2, :3], xyz0) + rec.world_to_camera[observing, None, 2, 3]
+    baseline = float(np.linalg.norm(centres - centres.mean(0), axis=1).max()) / float(np.median(depths[obs[observing]]))
+    fixed_structure = baseline < SMALL_BASELINE
+    if fixed_structure:
+        report.notes.append(f"static points held fixed: camera baseline {baseline:.3g} × depth < {SMALL_BASELINE}")
     colmap, ids = _colmap_problem(rec, points, obs, shared_camera=refine_focal)
     # A robust loss far narrower than the initial errors stalls (e.g. Cauchy 1 px vs a 10 % focal error):
     # solve first at the initial RMS, then at the requested scale.
     scales = [initial_rms, loss_scale_px] if loss != "trivial" and initial_rms > 2 * loss_scale_px else [loss_scale_px]
     for scale in scales:
-        summary = _solve(colmap, obs.any(1), refine_focal, loss, scale, max_iterations)
+        summary = _solve(colmap, observing, refine_focal, loss, scale, max_iterations,
+                         ids if fixed_structure else None)
         ceres = getattr(summary, "ceres_summary", None)
         report.iterations += 0 if ceres is None else ceres.num_successful_steps + ceres.num_unsuccessful_steps
 
@@ -206,6 +225,11 @@ def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_in
     report.final_rms_px = _rms(xyz, w2c, intrinsics, tracks, obs)
     report.termination = str(summary.termination_type).split(".")[-1]
     report.seconds = time.perf_counter() - start
+    f0 = float(np.mean(rec.intrinsics[:, [0, 1], [0, 1]]))
+    if refine_focal and not 1 / MAX_FOCAL_CHANGE <= report.focal_px / f0 <= MAX_FOCAL_CHANGE:
+        report.skipped = (f"rejected: the focal ran from {f0:.4g} to {report.focal_px:.4g} px; the reconstruction "
+                          f"is returned unchanged")
+        return dataclasses.replace(rec, meta={**rec.meta, "bundle_adjustment": report.to_dict()}), report
     if not np.isfinite(report.final_rms_px) or report.final_rms_px > report.initial_rms_px:
         report.skipped = (f"rejected: the solve diverged (RMS {report.initial_rms_px:.3g} → {report.final_rms_px:.3g}"
                           f" px, {report.termination}); the reconstruction is returned unchanged")
