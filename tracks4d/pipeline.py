@@ -7,7 +7,7 @@ Timings of every stage go to ``meta["timings"]``.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -156,7 +156,5 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions) -> Rec
         "intrinsics_known": bool(known), "finetune": reports, "torch": torch.__version__,
         "units": "arbitrary (monocular scale)",
     })
-    rec = Reconstruction(**{f: getattr(rec, f) for f in ("camera_to_world", "world_to_camera", "intrinsics",
-                                                          "points", "static_points", "motion_level", "depth",
-                                                          "bases", "coefficients", "tracks", "visible")}, meta=meta)
+    rec = replace(rec, meta=meta)
     return ReconstructResult(rec, clip, timings)
