@@ -4,8 +4,8 @@ import math
 
 import torch
 
-from tracks4d.geometry import project_normalized
-from tracks4d.losses import LossWeights, cauchy_nll, pretrain_camera_loss, tracks4d_loss
+from tracks4d.geometry import project_normalized, rot6d_to_matrix
+from tracks4d.losses import LossWeights, cauchy_nll, pretrain_camera_loss, supervised_loss, tracks4d_loss
 from tracks4d.model import ModelOutput, to_camera
 
 
@@ -115,3 +115,49 @@ def test_pretrain_loss():
     assert abs(pretrain_camera_loss(out).item() - 1.0 / 3.0) < 1e-6
     mask = torch.tensor([[False, True, True]])
     assert pretrain_camera_loss(out, mask).item() < 1e-12
+
+
+def ground_truth_of(out: ModelOutput):
+    """The true camera-frame points (1, N, P, 3) and camera-to-world poses (1, N, 4, 4) of a scene."""
+    return to_camera(out.points(), out.rotation, out.centre).detach(), out.camera_to_world().detach()
+
+
+def similar(out: ModelOutput, scale: float, seed: int = 3) -> ModelOutput:
+    """The same scene seen through a Sim(3) of the world: every camera-frame point scales by ``scale``."""
+    g = torch.Generator().manual_seed(seed)
+    rot = rot6d_to_matrix(torch.randn(6, generator=g))
+    shift = torch.randn(3, generator=g)
+    world = lambda x: scale * x @ rot.T + shift  # noqa: E731
+    bases = out.bases.clone()
+    bases[:, :, 0] = world(out.bases[:, :, 0])
+    bases[:, :, 1:] = scale * out.bases[:, :, 1:] @ rot.T
+    return ModelOutput(rot @ out.rotation, world(out.centre), out.coefficients, bases, out.motion_level,
+                       out.focal_scale)
+
+
+def test_supervised_loss_is_zero_up_to_similarity_and_grows_with_errors():
+    truth = scene(n=6, p=10)
+    points, poses = ground_truth_of(truth)
+    mask, has = torch.ones(points.shape[:3], dtype=torch.bool), torch.ones(1, dtype=torch.bool)
+    exact = supervised_loss(similar(truth, 2.5), points, poses, mask, has)
+    assert all(v.item() < 1e-5 for v in exact.values())
+    bent = similar(truth, 2.5)
+    bent.rotation[0, 3] = rot6d_to_matrix(torch.tensor([1.0, 0.1, 0.0, -0.1, 1.0, 0.0])) @ bent.rotation[0, 3]
+    moved = similar(truth, 2.5)
+    moved.centre[0, 2] += 0.3
+    wrong = supervised_loss(bent, points, poses, mask, has)
+    assert wrong["rotation"].item() > 0.01 and wrong["points"].item() > 1e-3
+    assert supervised_loss(moved, points, poses, mask, has)["translation"].item() > 1e-3
+
+
+def test_supervised_loss_ignores_windows_without_ground_truth_and_masked_entries():
+    truth = scene(n=5, p=8)
+    points, poses = ground_truth_of(truth)
+    mask = torch.ones(points.shape[:3], dtype=torch.bool)
+    garbage = points.clone()
+    garbage[0, :, -2:] = 50.0                                 # wrong truth only on masked tracks
+    mask[0, :, -2:] = False
+    kept = supervised_loss(truth, garbage, poses, mask, torch.ones(1, dtype=torch.bool))
+    assert kept["points"].item() < 1e-5
+    none = supervised_loss(truth, garbage, poses, mask, torch.zeros(1, dtype=torch.bool))
+    assert all(v.item() == 0.0 for v in none.values())

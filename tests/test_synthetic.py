@@ -118,16 +118,19 @@ def test_full_scene_drops_short_tracks(noisy_scenes):
 
 
 def test_noise_levels(noisy_scenes):
-    medians, flipped, outliers = [], [], []
+    """Close to the built-in tracker's measured errors (benchmarks/measure_tracker_noise.py): sub-pixel median error,
+    about 1 % outliers, a tenth or more of visible entries lost, few invisible entries marked visible."""
+    medians, lost, false_visible, outliers = [], [], [], []
     for scene in noisy_scenes:
         pixels, _ = project(scene)
-        both = scene.true_visible & scene.tracks.visible
-        error = np.linalg.norm(scene.tracks.tracks - pixels, axis=-1)[both]
+        true, seen = scene.true_visible, scene.tracks.visible
+        error = np.linalg.norm(scene.tracks.tracks - pixels, axis=-1)[true & seen]
         medians.append(np.median(error))
         outliers.append((error > 10).mean())
-        flipped.append((scene.tracks.visible != scene.true_visible).mean())
-    assert 0.3 < np.median(medians) < 2.0 and max(medians) < 3.0
-    assert 0.01 < np.mean(flipped) < 0.06
+        lost.append((true & ~seen).sum() / true.sum())
+        false_visible.append((~true & seen).sum() / max((~true).sum(), 1))
+    assert 0.2 < np.median(medians) < 2.0 and max(medians) < 3.0
+    assert 0.05 < np.mean(lost) < 0.3 and np.mean(false_visible) < 0.05
     assert 0.001 < np.mean(outliers) < 0.05
 
 
@@ -142,7 +145,7 @@ def test_wrong_flags_cluster_at_occlusion_boundaries(noisy_scenes):
         wrong = scene.tracks.visible != truth
         near.append(wrong[change].mean())
         far.append(wrong[~change].mean())
-    assert np.mean(near) > 5 * np.mean(far)
+    assert np.mean(near) > 2 * np.mean(far)  # the LK tracker measured 0.48 vs 0.17 (lost runs count as far)
 
 
 def test_noise_keeps_the_scene():

@@ -12,7 +12,8 @@ import torch
 from .geometry import project_normalized
 from .model import ModelOutput, to_camera
 
-__all__ = ["LossWeights", "LossTerms", "tracks4d_loss", "pretrain_camera_loss", "cauchy_nll", "PRETRAIN_CENTRE"]
+__all__ = ["LossWeights", "LossTerms", "tracks4d_loss", "pretrain_camera_loss", "supervised_loss", "cauchy_nll",
+           "PRETRAIN_CENTRE"]
 
 PRETRAIN_CENTRE = (0.0, 0.0, -15.0)
 """Camera pre-training target: identity rotation, centre behind the origin, looking at it."""
@@ -89,3 +90,43 @@ def pretrain_camera_loss(out: ModelOutput, frame_mask: torch.Tensor | None = Non
     per_frame = ((out.centre - target) ** 2).sum(-1) / 100.0 + ((out.rotation - eye) ** 2).sum((-1, -2))
     mask = torch.ones_like(per_frame, dtype=torch.bool) if frame_mask is None else frame_mask
     return _per_window_mean(per_frame, mask).mean()
+
+
+def supervised_loss(out: ModelOutput, gt_points: torch.Tensor, gt_camera_to_world: torch.Tensor,
+                    mask: torch.Tensor, has_gt: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Scale- and gauge-free losses against ground truth (synthetic windows), for windows where ``has_gt``.
+
+    gt_points: (B, N, P, 3) true camera-frame point of every track in every frame (occluded ones too) ·
+    gt_camera_to_world: (B, N, 4, 4) · mask: (B, N, P) bool real entries · has_gt: (B,) bool.
+
+    The prediction's scale s = exp(mean log(z_true / z_pred)) (detached) brings it to the truth's units; then
+    - points: mean ‖s·X_cam − X_cam_true‖ / z_true (relative 3D error in the camera frame);
+    - rotation: mean ‖R₀ᵀR_t − R₀*ᵀR_t*‖_F (rotations relative to the window's first frame);
+    - translation: mean ‖s·R₀ᵀ(c_t − c₀) − R₀*ᵀ(c_t* − c₀*)‖ / median z_true.
+    Returns a dict of (unweighted) scalar tensors; all zero when no window has ground truth."""
+    zero = out.centre.sum() * 0.0
+    if not bool(has_gt.any()):
+        return {"points": zero, "rotation": zero, "translation": zero}
+    sel = has_gt.nonzero().squeeze(1)
+    rotation, centre = out.rotation[sel], out.centre[sel]
+    cam = to_camera(out.points()[sel], rotation, centre)
+    true, valid = gt_points[sel].to(cam.dtype), mask[sel] & (gt_points[sel, ..., 2] > 1e-6)
+    w = valid.to(cam.dtype)
+    count = w.sum((1, 2)).clamp(min=1)
+    log_ratio = torch.log(true[..., 2].clamp(min=1e-6)) - torch.log(cam[..., 2].clamp(min=1e-3))
+    scale = torch.exp((log_ratio * w).sum((1, 2)) / count).detach()               # (b,)
+    rel = (scale[:, None, None, None] * cam - true).norm(dim=-1) / true[..., 2].clamp(min=1e-6)
+    points = ((rel * w).sum((1, 2)) / count).mean()
+
+    gt = gt_camera_to_world[sel].to(cam.dtype)
+    rel_rot = rotation[:, :1].transpose(-1, -2) @ rotation
+    rel_rot_true = gt[:, :1, :3, :3].transpose(-1, -2) @ gt[:, :, :3, :3]
+    frames = mask[sel].any(2).to(cam.dtype)                                          # (b, N) real frames
+    rot_err = (rel_rot - rel_rot_true).flatten(-2).norm(dim=-1)
+    rotation_loss = ((rot_err * frames).sum(1) / frames.sum(1).clamp(min=1)).mean()
+    step = torch.einsum("bji,bnj->bni", rotation[:, 0], centre - centre[:, :1])
+    step_true = torch.einsum("bji,bnj->bni", gt[:, 0, :3, :3], gt[:, :, :3, 3] - gt[:, :1, :3, 3])
+    depth_scale = torch.stack([true[i, ..., 2][valid[i]].median() for i in range(len(sel))]).clamp(min=1e-6)
+    trans_err = (scale[:, None, None] * step - step_true).norm(dim=-1) / depth_scale[:, None]
+    translation = ((trans_err * frames).sum(1) / frames.sum(1).clamp(min=1)).mean()
+    return {"points": points, "rotation": rotation_loss, "translation": translation}

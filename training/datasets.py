@@ -7,7 +7,7 @@ A dataset is anything with ``sample(rng, n_frames, n_tracks) -> Window``. Regist
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -17,10 +17,12 @@ import torch
 from tracks4d.contracts import ContractError, TrackSet, min_visible_frames
 from tracks4d.inference import network_inputs
 
-from .synthetic import SceneConfig, generate_window
+from .synthetic import MOVER_KINDS, SceneConfig, generate_window
 
 __all__ = ["Window", "Batch", "collate", "sample_window", "DATASETS", "register_dataset", "build_dataset",
-           "SyntheticDataset", "ClipDataset", "TrackFolderDataset", "DatasetError"]
+           "SyntheticDataset", "ClipDataset", "TrackFolderDataset", "DatasetError", "HELD_OUT_MOVER",
+           "MixedDataset", "parse_mix",
+           "training_scene_config"]
 
 
 class DatasetError(ValueError):
@@ -29,25 +31,37 @@ class DatasetError(ValueError):
 
 @dataclass
 class Window:
-    """One training window. inputs: (N, P, 3) float32 normalised x, y + flag · visible: (N, P) bool."""
+    """One training window. inputs: (N, P, 3) float32 normalised x, y + flag · visible: (N, P) bool ·
+    gt_points: (N, P, 3) float32 true camera-frame points, gt_camera_to_world: (N, 4, 4) float32 — both only
+    where ground truth exists (synthetic windows), else None."""
 
     inputs: torch.Tensor
     visible: torch.Tensor
+    gt_points: torch.Tensor | None = None
+    gt_camera_to_world: torch.Tensor | None = None
 
 
 @dataclass
 class Batch:
     """Padded windows. inputs: (B, N, P, 3) · visible: (B, N, P) bool, False on padding ·
-    frame_mask: (B, N) bool · point_mask: (B, P) bool (True = real)."""
+    frame_mask: (B, N) bool · point_mask: (B, P) bool (True = real) · gt_points: (B, N, P, 3) ·
+    gt_camera_to_world: (B, N, 4, 4) (identity where absent) · has_gt: (B,) bool."""
 
     inputs: torch.Tensor
     visible: torch.Tensor
     frame_mask: torch.Tensor
     point_mask: torch.Tensor
+    gt_points: torch.Tensor
+    gt_camera_to_world: torch.Tensor
+    has_gt: torch.Tensor
+
+    @property
+    def entry_mask(self) -> torch.Tensor:
+        """(B, N, P) bool: real frame and real track."""
+        return self.frame_mask[:, :, None] & self.point_mask[:, None, :]
 
     def to(self, device: torch.device | str) -> "Batch":
-        return Batch(*(t.to(device, non_blocking=True) for t in (self.inputs, self.visible, self.frame_mask,
-                                                                   self.point_mask)))
+        return Batch(*(t.to(device, non_blocking=True) for t in vars(self).values()))
 
 
 def collate(windows: list[Window]) -> Batch:
@@ -59,13 +73,20 @@ def collate(windows: list[Window]) -> Batch:
     visible = torch.zeros(b, n, p, dtype=torch.bool)
     frame_mask = torch.zeros(b, n, dtype=torch.bool)
     point_mask = torch.zeros(b, p, dtype=torch.bool)
+    gt_points = torch.zeros(b, n, p, 3)
+    gt_pose = torch.eye(4).repeat(b, n, 1, 1)
+    has_gt = torch.zeros(b, dtype=torch.bool)
     for i, w in enumerate(windows):
         wn, wp = w.inputs.shape[:2]
         inputs[i, :wn, :wp] = w.inputs
         visible[i, :wn, :wp] = w.visible
         frame_mask[i, :wn] = True
         point_mask[i, :wp] = True
-    return Batch(inputs, visible, frame_mask, point_mask)
+        if w.gt_points is not None and w.gt_camera_to_world is not None:
+            gt_points[i, :wn, :wp] = w.gt_points
+            gt_pose[i, :wn] = w.gt_camera_to_world
+            has_gt[i] = True
+    return Batch(inputs, visible, frame_mask, point_mask, gt_points, gt_pose, has_gt)
 
 
 def sample_window(tracks: TrackSet, rng: np.random.Generator, n_frames: int, n_tracks: int) -> Window | None:
@@ -103,10 +124,42 @@ def register_dataset(name: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
     return wrap
 
 
+def parse_mix(spec: str) -> list[tuple[str, float]]:
+    """``"synthetic:3,videos:1"`` → [("synthetic", 3.0), ("videos", 1.0)]; a bare name has weight 1."""
+    mix = []
+    for part in (p.strip() for p in spec.split(",")):
+        name, _, weight = part.partition(":")
+        if name not in DATASETS:
+            raise DatasetError(f"--data: unknown dataset {name!r}; choose from {sorted(DATASETS)} "
+                               f"(mix them as name:weight,name:weight)")
+        try:
+            value = float(weight) if weight else 1.0
+        except ValueError:
+            raise DatasetError(f"--data: weight {weight!r} of {name!r} is not a number") from None
+        if not value > 0 or not np.isfinite(value):
+            raise DatasetError(f"--data: weight of {name!r} must be a positive number, got {weight}")
+        mix.append((name, value))
+    return mix
+
+
+class MixedDataset:
+    """Each window comes from one of several datasets, drawn with probability proportional to its weight."""
+
+    def __init__(self, sources: list["TrainingDataset"], weights: list[float]):
+        self.sources = sources
+        self.probabilities = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
+
+    def sample(self, rng: np.random.Generator, n_frames: int, n_tracks: int) -> Window:
+        source = self.sources[int(rng.choice(len(self.sources), p=self.probabilities))]
+        return source.sample(rng, n_frames, n_tracks)
+
+
 def build_dataset(args: argparse.Namespace) -> "TrainingDataset":
-    if args.data not in DATASETS:
-        raise DatasetError(f"unknown dataset {args.data!r}; choose one of {sorted(DATASETS)}")
-    return DATASETS[args.data](args)
+    """The dataset ``--data`` names: one registered name, or a weighted mix ``name:w,name:w``."""
+    mix = parse_mix(args.data)
+    if len(mix) == 1:
+        return DATASETS[mix[0][0]](args)
+    return MixedDataset([DATASETS[name](args) for name, _ in mix], [w for _, w in mix])
 
 
 class SyntheticDataset:
@@ -116,8 +169,12 @@ class SyntheticDataset:
         self.config = config or SceneConfig()
 
     def sample(self, rng: np.random.Generator, n_frames: int, n_tracks: int) -> Window:
-        ts = generate_window(rng, n_frames, n_tracks, self.config).tracks
-        return Window(network_inputs(ts), torch.from_numpy(ts.visible))
+        scene = generate_window(rng, n_frames, n_tracks, self.config)
+        ts = scene.tracks
+        w2c = scene.world_to_camera
+        cam_points = np.einsum("nij,npj->npi", w2c[:, :3, :3], scene.world_points) + w2c[:, None, :3, 3]
+        return Window(network_inputs(ts), torch.from_numpy(ts.visible), torch.from_numpy(cam_points).float(),
+                      torch.from_numpy(scene.camera_to_world).float())
 
 
 class ClipDataset:
@@ -157,9 +214,25 @@ class TrackFolderDataset(ClipDataset):
         super().__init__(clips)
 
 
+HELD_OUT_MOVER = "sheet"
+"""Mover kind the shipped model never trains on (the held-out suite has it), to measure generalisation."""
+
+
+def training_scene_config(hold_out: str | None = HELD_OUT_MOVER) -> SceneConfig:
+    """The generator's default config with mover kind ``hold_out`` (one of MOVER_KINDS, or None) never drawn."""
+    config = SceneConfig()
+    if hold_out is None:
+        return config
+    if hold_out not in MOVER_KINDS:
+        raise DatasetError(f"--hold-out-mover {hold_out!r}: not one of {MOVER_KINDS}")
+    weights = tuple(0.0 if kind == hold_out else w for kind, w in zip(MOVER_KINDS, config.mover_weights))
+    return replace(config, mover_weights=weights)
+
+
 @register_dataset("synthetic")
 def _synthetic(args: argparse.Namespace) -> SyntheticDataset:
-    return SyntheticDataset()
+    hold_out = getattr(args, "hold_out_mover", HELD_OUT_MOVER)
+    return SyntheticDataset(training_scene_config(None if hold_out in (None, "none") else hold_out))
 
 
 @register_dataset("tracks")

@@ -58,12 +58,17 @@ class SceneConfig:
         (1920, 1080), (1280, 720), (640, 480), (854, 480), (480, 640), (720, 1280), (368, 480))
     horizontal_fov_deg: tuple[float, float] = (45.0, 80.0)
     principal_offset_px: float = 3.0
-    jitter_px: tuple[float, float] = (0.3, 1.0)       # per-track Gaussian std, at 640 px (scaled by √(max(W,H)/640))
-    drift_px: tuple[float, float] = (0.05, 0.4)       # per-track random-walk step std per frame, same scaling
-    outlier_rate: tuple[float, float] = (0.005, 0.03)
-    outlier_px: tuple[float, float] = (10.0, 50.0)
-    flip_rate: tuple[float, float] = (0.01, 0.03)     # wrong visibility flags away from occlusion boundaries
-    boundary_flip: float = 0.3                        # wrong flags within one frame of a true visibility change
+    # Tracker noise, set from the built-in LK tracker's measured errors (benchmarks/measure_tracker_noise.py on
+    # rendered scenes: jitter ≈ 0, drift step p10–p90 0.02–0.33 px, 0.6 % outlier entries concentrated in ~2 % of
+    # tracks, 21 % of visible entries lost in long runs, 48 % wrong flags next to a visibility change).
+    jitter_px: tuple[float, float] = (0.05, 0.3)      # per-track Gaussian std, at 640 px (scaled by √(max(W,H)/640))
+    drift_px: tuple[float, float] = (0.02, 0.35)      # per-track random-walk step std per frame, same scaling
+    outlier_rate: tuple[float, float] = (0.001, 0.004)  # single-entry outliers
+    outlier_px: tuple[float, float] = (10.0, 130.0)
+    outlier_tracks: tuple[float, float] = (0.01, 0.04)  # tracks that latch onto something else from some frame on
+    lost_tracks: tuple[float, float] = (0.3, 0.8)     # tracks lost for good from a random frame (flags off)
+    flip_rate: tuple[float, float] = (0.005, 0.02)    # scattered wrong visibility flags away from boundaries
+    boundary_flip: float = 0.48                       # wrong flags within one frame of a true visibility change
 
     def __post_init__(self) -> None:
         if self.camera is not None and self.camera not in CAMERA_KINDS:
@@ -745,20 +750,32 @@ def _occluded(world: _World, points: np.ndarray, part: np.ndarray, wanted: np.nd
 
 def _tracker_noise(rng: np.random.Generator, pixels: np.ndarray, visible: np.ndarray, in_view: np.ndarray,
                    query: np.ndarray, config: SceneConfig, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Corrupt exact tracks like a point tracker: per-track Gaussian jitter, a random-walk drift that is zero at
-    the query frame and grows away from it, rare large outliers, and wrong visibility flags (mostly within one
-    frame of a true visibility change; invisible entries only turn visible where the point is in view).
-    Query-frame entries stay exact and visible. pixels: (N, M, 2) · visible, in_view: (N, M) · query: (M,)."""
+    """Corrupt exact tracks like the built-in tracker: per-track Gaussian jitter, a random-walk drift that is zero
+    at the query frame and grows away from it, rare single-entry outliers, a few tracks that jump to a wrong spot
+    and stay there, tracks lost for good (flags off from a random frame onwards, away from the query frame), and
+    wrong visibility flags (mostly within one frame of a true visibility change; invisible entries only turn visible
+    where the point is in view). Query-frame entries stay exact and visible. pixels: (N, M, 2) · visible,
+    in_view: (N, M) · query: (M,)."""
     n, m = visible.shape
-    columns = np.arange(m)
-    at_query = np.arange(n)[:, None] == query[None]
+    frames, columns = np.arange(n)[:, None], np.arange(m)
+    at_query = frames == query[None]
     steps = rng.random((n, m, 2)) - 0.5                                    # uniform steps, std 1/√12
     walk = np.cumsum(steps * (np.sqrt(12.0) * rng.uniform(*config.drift_px, (m, 1))), 0)
     offset = rng.standard_normal((n, m, 2)) * rng.uniform(*config.jitter_px, (m, 1)) + walk - walk[query, columns]
     frame, column = np.nonzero(rng.random((n, m)) < rng.uniform(*config.outlier_rate))
-    angle = rng.uniform(0, 2 * np.pi, len(frame))
-    offset[frame, column] += rng.uniform(*config.outlier_px, (len(frame), 1)) * \
-        np.stack([np.cos(angle), np.sin(angle)], -1)
+    offset[frame, column] += rng.uniform(*config.outlier_px, (len(frame), 1)) * _directions(rng, len(frame))
+    forward = rng.random(m) < 0.5                                          # the side of the query frame affected
+    away = np.where(forward, frames > query, frames < query)               # (N, M)
+
+    def onset(count: int) -> np.ndarray:
+        """(N, M) bool: from a random frame on, away from the query frame, for ``count`` random tracks."""
+        chosen = np.zeros(m, bool)
+        chosen[rng.choice(m, size=count, replace=False)] = True
+        start = np.where(forward, rng.integers(query + 1, n + 1), rng.integers(-1, query))
+        return chosen & away & np.where(forward, frames >= start, frames <= start)
+
+    jumped = onset(rng.binomial(m, rng.uniform(*config.outlier_tracks)))
+    offset += jumped[..., None] * rng.uniform(*config.outlier_px, (m, 1)) * _directions(rng, m)
     offset[at_query] = 0.0
     change = np.zeros((n, m), bool)
     step = visible[1:] != visible[:-1]
@@ -766,7 +783,14 @@ def _tracker_noise(rng: np.random.Generator, pixels: np.ndarray, visible: np.nda
     change[:-1] |= step
     flip_probability = np.where(change, config.boundary_flip, rng.uniform(*config.flip_rate))
     flip = (rng.random((n, m)) < flip_probability) & ~at_query & (visible | in_view)
-    return pixels + scale * offset, visible ^ flip
+    lost = onset(rng.binomial(m, rng.uniform(*config.lost_tracks)))
+    return pixels + scale * offset, (visible ^ flip) & ~lost
+
+
+def _directions(rng: np.random.Generator, count: int) -> np.ndarray:
+    """(count, 2) random unit vectors."""
+    angle = rng.uniform(0, 2 * np.pi, count)
+    return np.stack([np.cos(angle), np.sin(angle)], -1)
 
 
 # --------------------------------------------------------------------------------------------- small helpers

@@ -19,12 +19,12 @@ from tqdm import tqdm
 from tracks4d.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from tracks4d.contracts import ContractError
 from tracks4d.inference import run_network
-from tracks4d.losses import PRETRAIN_CENTRE, pretrain_camera_loss, tracks4d_loss
+from tracks4d.losses import PRETRAIN_CENTRE, pretrain_camera_loss, supervised_loss, tracks4d_loss
 from tracks4d.metrics import absolute_trajectory_error, depth_metrics
 from tracks4d.model import PRESETS, ModelConfig, TracksTo4D
 
-from . import cop3d  # noqa: F401  (registers --data cop3d)
-from .datasets import DATASETS, Batch, DatasetError, build_dataset, collate
+from . import cop3d, videos  # noqa: F401  (register --data cop3d, videos)
+from .datasets import DATASETS, HELD_OUT_MOVER, Batch, DatasetError, build_dataset, collate
 from .plots import plot_training_log
 from .synthetic import SceneConfig, generate_scene
 
@@ -35,11 +35,14 @@ VALIDATION_SEED = 1_000_003
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tracks4d-train", description="Train the TracksTo4D network (self-supervised).")
-    p.add_argument("--data", default="synthetic", help=f"dataset: one of {sorted(DATASETS)}")
+    p = argparse.ArgumentParser(prog="tracks4d-train", description="Train the TracksTo4D network.")
+    p.add_argument("--data", default="synthetic",
+                   help=f"dataset: one of {sorted(DATASETS)}, or a weighted mix such as synthetic:3,videos:1")
+    p.add_argument("--video-root", help="--data videos: folder searched for video files (default ../shared/data/real)")
     p.add_argument("--root", help="dataset folder (for --data tracks / cop3d)")
     p.add_argument("--categories", help="comma-separated categories (datasets that have them, e.g. cop3d: cat,dog)")
-    p.add_argument("--cache", help="cop3d: folder for the per-sequence track cache (default ROOT/.tracks4d_cache)")
+    p.add_argument("--cache", help="track cache folder (cop3d: default ROOT/.tracks4d_cache; videos: default "
+                                   "~/.cache/tracks4d/videos)")
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model preset")
     p.add_argument("--out", default="runs/train", help="folder for checkpoints and logs")
     p.add_argument("--resume", help="checkpoint to continue from (model, optimiser, step)")
@@ -50,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=50, help="longest window after the curriculum")
     p.add_argument("--curriculum-steps", type=int, default=500, help="steps with 20–22-frame windows")
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--supervised-weight", type=float, default=1.0,
+                   help="weight of the ground-truth losses on windows that have ground truth (synthetic); 0 = the "
+                        "paper's purely self-supervised objective")
+    p.add_argument("--hold-out-mover", default=HELD_OUT_MOVER,
+                   help="synthetic mover kind never trained on (held-out suite keeps it); 'none' = train on all")
     p.add_argument("--clip-grad", type=float, default=1.0, help="gradient-norm clip (0 = off)")
     p.add_argument("--pretrain-max-steps", type=int, default=2000, help="cap on camera pre-training steps")
     p.add_argument("--pretrain-lr", type=float, default=1e-3, help="learning rate of camera pre-training (head only)")
@@ -144,7 +152,7 @@ class Trainer:
         self.val_scenes = held_out_scenes(args.val_scenes, args.val_frames, args.val_tracks)
         self.log_path = self.out / "log.csv"
         self._log_fields = ["time", "step", "phase", "loss", "reprojection", "static", "negative_depth", "sparse",
-                            "windows_per_s", "val_ate", "val_ate_rel", "val_abs_rel", "val_delta1"]
+                            "supervised", "windows_per_s", "val_ate", "val_ate_rel", "val_abs_rel", "val_delta1"]
         if not self.log_path.exists():
             with open(self.log_path, "w", newline="") as fh:
                 csv.DictWriter(fh, self._log_fields).writeheader()
@@ -227,11 +235,18 @@ class Trainer:
             with self.autocast():
                 out = self.forward(b.inputs, b.frame_mask, b.point_mask)
             terms = tracks4d_loss(out, b.inputs[..., :2].float(), b.visible, b.point_mask)
-            if not torch.isfinite(terms.total):
+            total = terms.total
+            if args.supervised_weight > 0:
+                sup = supervised_loss(out, b.gt_points, b.gt_camera_to_world, b.entry_mask, b.has_gt)
+                supervised = sup["points"] + sup["rotation"] + sup["translation"]
+                total = total + args.supervised_weight * supervised
+            else:
+                supervised = total.new_zeros(())
+            if not torch.isfinite(total):
                 print(f"step {self.state.step}: non-finite loss, batch skipped", file=sys.stderr)
                 continue
             self.optimizer.zero_grad(set_to_none=True)
-            terms.total.backward()
+            total.backward()
             if args.clip_grad > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.clip_grad)
             self.optimizer.step()
@@ -239,11 +254,13 @@ class Trainer:
             seen += b.inputs.shape[0]
             bar.update(1)
             values = terms.as_floats()
-            bar.set_postfix(loss=f"{values['total']:.3f}", rep=f"{values['reprojection']:.4f}")
+            bar.set_postfix(loss=f"{float(total.detach()):.3f}", rep=f"{values['reprojection']:.4f}",
+                            sup=f"{float(supervised.detach()):.3f}")
             if self.state.step % 10 == 0:
                 rate = seen / max(time.monotonic() - t0, 1e-9)
-                self.log({"step": self.state.step, "phase": "train", "loss": values["total"],
+                self.log({"step": self.state.step, "phase": "train", "loss": float(total.detach()),
                           **{k: values[k] for k in ("reprojection", "static", "negative_depth", "sparse")},
+                          "supervised": float(supervised.detach()),
                           "windows_per_s": round(rate, 2)})
             if args.ckpt_every and self.state.step % args.ckpt_every == 0:
                 self.save(self.out / "last.pt")
