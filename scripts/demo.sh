@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 out=runs/demo
-checkpoint=checkpoints/small-synthetic.pt
+checkpoint=checkpoints/tracks4d-small.pt
 tracks4d info
 if [ "${TRAIN:-0}" = 1 ] || [ ! -f "$checkpoint" ]; then
   tracks4d-train --data synthetic --preset small --out "$out" --minutes "${MINUTES:-5}" --steps 100000 \

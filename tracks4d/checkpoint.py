@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,25 @@ FORMAT = "tracks4d-checkpoint-v1"
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable or not a tracks4d checkpoint."""
+
+
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
+SHIPPED = {"cuda": ("tracks4d-paper.pt", "tracks4d-small.pt"), "cpu": ("tracks4d-small.pt", "tracks4d-paper.pt")}
+"""Shipped checkpoints in order of preference per device: the paper preset where a GPU makes it cheap, the small
+one on CPU (5–6× faster there)."""
+
+
+def default_checkpoint(device: str | torch.device = "cpu") -> Path:
+    """The checkpoint to use when none is given: $TRACKS4D_CHECKPOINT, else the shipped one that suits ``device``."""
+    env = os.environ.get("TRACKS4D_CHECKPOINT")
+    if env:
+        return Path(env)
+    kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
+    for name in SHIPPED[kind]:
+        if (SHIPPED_DIR / name).is_file():
+            return SHIPPED_DIR / name
+    raise CheckpointError(f"no shipped checkpoint in {SHIPPED_DIR} ({' or '.join(SHIPPED[kind])}); pass "
+                          f"--checkpoint or set TRACKS4D_CHECKPOINT")
 
 
 def save_checkpoint(path: str | Path, model: TracksTo4D, *, optimizer: torch.optim.Optimizer | None = None,

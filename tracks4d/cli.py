@@ -7,8 +7,10 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from . import __version__
-from .checkpoint import CheckpointError, load_model
+from .checkpoint import CheckpointError, default_checkpoint, load_model
 from .cotracker import CoTrackerUnavailable
 from .export import write_outputs
 from .metrics import evaluate_reconstruction
@@ -45,10 +47,18 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def resolve_device(name: str) -> str:
+    """'auto' → 'cuda' when a GPU is usable, else 'cpu'; anything else as given."""
+    if name != "auto":
+        return name
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _predict(args: argparse.Namespace) -> int:
     """Run the network once on a track file and write reconstruction.npz (no BA, no fine-tuning)."""
-    model, _ = load_model(args.checkpoint, args.device)
-    rec = run_network(model, TrackSet.load(args.tracks), args.device)
+    device = resolve_device(args.device)
+    model, _ = load_model(args.checkpoint or default_checkpoint(device), device)
+    rec = run_network(model, TrackSet.load(args.tracks), device)
     rec.save(args.output)
     print(f"wrote {args.output}: {rec.n_frames} frames, {rec.n_points} points, "
           f"network {rec.meta['timings']['network_s']:.2f} s")
@@ -85,7 +95,7 @@ def _track(args: argparse.Namespace) -> int:
 def _reconstruct(args: argparse.Namespace) -> int:
     """INPUT (video, frame folder or track .npz) → OUT/ with reconstruction.npz and pictures."""
     opts = ReconstructOptions(
-        checkpoint=args.checkpoint, device=args.device, fx=args.fx, fy=args.fy, cx=args.cx, cy=args.cy,
+        checkpoint=args.checkpoint, device=resolve_device(args.device), fx=args.fx, fy=args.fy, cx=args.cx, cy=args.cy,
         fov_deg=args.fov_deg, tracker=args.tracker, tracker_checkpoint=args.tracker_checkpoint, grid=args.grid,
         query_every=args.query_every, stride=args.stride, max_frames=args.max_frames, long_side=args.long_side,
         bundle_adjust=args.ba, ba_gamma=None if args.ba_gamma == "auto" else float(args.ba_gamma),
@@ -153,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc = sub.add_parser("reconstruct", help="video, frame folder or track .npz → reconstruction + pictures")
     rc.add_argument("input", help="video file, folder of frames, or track .npz")
     rc.add_argument("-o", "--output", required=True, help="output folder")
-    rc.add_argument("--checkpoint", required=True, help="model checkpoint (.pt)")
-    rc.add_argument("--device", default="cpu")
+    rc.add_argument("--checkpoint", help="model checkpoint (.pt; default: the shipped one for --device)")
+    rc.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
     for name in ("fx", "fy", "cx", "cy"):
         rc.add_argument(f"--{name}", type=float, help=f"intrinsics {name} in input pixels")
     rc.add_argument("--fov-deg", type=float, help="horizontal field of view (instead of --fx)")
@@ -183,8 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("predict", help="one network pass on a track .npz → reconstruction.npz")
     r.add_argument("tracks")
     r.add_argument("-o", "--output", required=True)
-    r.add_argument("--checkpoint", required=True)
-    r.add_argument("--device", default="cpu")
+    r.add_argument("--checkpoint", help="model checkpoint (.pt; default: the shipped one for --device)")
+    r.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
     r.set_defaults(func=_predict)
     return p
 

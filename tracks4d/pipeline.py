@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_model
+from .checkpoint import default_checkpoint, load_model
 from .contracts import Reconstruction, TrackSet
 from .finetune import finetune
 from .inference import guess_intrinsics, run_network
@@ -26,13 +26,13 @@ __all__ = ["ReconstructOptions", "ReconstructResult", "run_pipeline", "reconstru
 
 @dataclass
 class ReconstructOptions:
-    """checkpoint: model file · device · fx, fy, cx, cy or fov_deg: intrinsics in input pixels (None: unknown) ·
+    """checkpoint: model file (None: the shipped one for ``device``, :func:`default_checkpoint`) · device · fx, fy, cx, cy or fov_deg: intrinsics in input pixels (None: unknown) ·
     tracker / tracker_checkpoint / grid / query_every: tracking · stride, max_frames, long_side: decoding ·
     bundle_adjust · ba_gamma: static points for BA have γ below this (the paper: 0.008 pets, 0.005 out-of-domain;
     None: the 40th percentile of this clip's γ) · finetune_steps · window / overlap: long-video windows (the network
     sees ≤ 50 frames)."""
 
-    checkpoint: str | Path
+    checkpoint: str | Path | None = None
     device: str = "cpu"
     fx: float | None = None
     fy: float | None = None
@@ -86,9 +86,10 @@ def intrinsics_from_options(opts: ReconstructOptions, image_size: tuple[int, int
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
-def reconstruct(source: str | Path | TrackSet, checkpoint: str | Path, **options) -> Reconstruction:
-    """``tracks4d.reconstruct("clip.mp4", "model.pt", bundle_adjust=True)``: the reconstruction of a video, frame
-    folder, track file or TrackSet; ``options`` are :class:`ReconstructOptions` fields."""
+def reconstruct(source: str | Path | TrackSet, checkpoint: str | Path | None = None, **options) -> Reconstruction:
+    """``tracks4d.reconstruct("clip.mp4", bundle_adjust=True)``: the reconstruction of a video, frame folder, track
+    file or TrackSet with the shipped checkpoint (or ``checkpoint``); ``options`` are :class:`ReconstructOptions`
+    fields."""
     return run_pipeline(source, ReconstructOptions(checkpoint=checkpoint, **options)).reconstruction
 
 
@@ -96,7 +97,8 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions) -> Rec
     """Run the whole pipeline on a video file, a frame folder, a track ``.npz`` or a :class:`TrackSet`."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    model, payload = load_model(opts.checkpoint, opts.device)
+    checkpoint = opts.checkpoint if opts.checkpoint is not None else default_checkpoint(opts.device)
+    model, payload = load_model(checkpoint, opts.device)
     timings["load_model_s"] = time.perf_counter() - start
     clip = None
     if isinstance(source, TrackSet):
@@ -151,7 +153,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions) -> Rec
         meta.update(rec.meta)
     timings["total_s"] = time.perf_counter() - start
     meta.update({
-        "timings": timings, "checkpoint": str(opts.checkpoint), "checkpoint_step": int(payload.get("step", 0)),
+        "timings": timings, "checkpoint": str(checkpoint), "checkpoint_step": int(payload.get("step", 0)),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
         "intrinsics_known": bool(known), "finetune": reports, "torch": torch.__version__,
         "units": "arbitrary (monocular scale)",
