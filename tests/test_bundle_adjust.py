@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("pycolmap")
 
-from tracks4d.bundle_adjust import BAReport, bundle_adjust  # noqa: E402
+from tracks4d.bundle_adjust import BAReport, bundle_adjust, rotation_only_cameras  # noqa: E402
 from tracks4d.contracts import Reconstruction  # noqa: E402
 from tracks4d.geometry import invert_rigid, pose_matrix, umeyama_sim3  # noqa: E402
 
@@ -188,13 +188,20 @@ def _rotation_error_deg(c2w_est: np.ndarray, c2w_true: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1))).mean())
 
 
-def test_fixed_camera_holds_structure_and_refines_rotations():
-    rec, c2w_true, _ = make_scene(arc=0.0, seed=3)
+def test_fixed_camera_gets_rotations_from_homographies():
+    rec, c2w_true, _ = make_scene(arc=0.0, seed=3)          # a fixed camera, cameras perturbed by ~1°
     out, report = bundle_adjust(rec, max_initial_error_px=40.0)
-    assert not report.skipped and any("held fixed" in note for note in report.notes)
-    assert report.final_rms_px < report.initial_rms_px
-    assert _rotation_error_deg(out.camera_to_world, c2w_true) < _rotation_error_deg(rec.camera_to_world, c2w_true)
-    np.testing.assert_allclose(out.static_points, rec.static_points)
+    assert "rotation-only" in report.skipped
+    assert _rotation_error_deg(out.camera_to_world, c2w_true) < 0.1 < _rotation_error_deg(rec.camera_to_world,
+                                                                                           c2w_true)
+    centres = out.camera_to_world[:, :3, 3]
+    np.testing.assert_allclose(centres, np.broadcast_to(centres[0], centres.shape), atol=1e-9)
+    # every point keeps its camera-frame position (and so its reprojection) in every frame
+    np.testing.assert_allclose(_cam(out), _cam(rec), atol=1e-6)
+
+
+def test_moving_camera_is_not_rotation_only(scene):
+    assert rotation_only_cameras(scene[0]) is None
 
 
 def test_focal_needs_enough_points():

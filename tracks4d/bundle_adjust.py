@@ -5,7 +5,8 @@ is small, are refined together with every camera pose by COLMAP's C++ Ceres bund
 cost function runs. The monocular 7-dof gauge is fixed by COLMAP (``TWO_CAMS_FROM_WORLD``: the first observed
 camera's pose and the scale set by the second camera stay put). Dynamic points keep their depth and pixel position
 in every frame. Too little static structure is not an error: the reconstruction comes back unchanged with
-``BAReport.skipped`` naming the reason.
+``BAReport.skipped`` naming the reason. A camera that only rotates (homographies between frames explain the
+tracks) has no parallax to adjust: its rotations come from the homographies and its centre stays put.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .contracts import Reconstruction
 from .geometry import invert_rigid
 
-__all__ = ["BAReport", "bundle_adjust", "MIN_FRAMES", "MIN_POINTS"]
+__all__ = ["BAReport", "bundle_adjust", "rotation_only_cameras", "MIN_FRAMES", "MIN_POINTS"]
 
 MIN_FRAMES = 3  # frames that must observe the static points
 MIN_POINTS = 8  # static points with at least two kept observations
@@ -27,6 +29,10 @@ MIN_FRAME_OBSERVATIONS = 6  # a frame with fewer kept observations stays out of 
 MIN_FOCAL_POINTS = 30  # fewer static points: the focal stays fixed even when asked to refine it
 SMALL_BASELINE = 0.02  # camera centres spread less than this × median depth: points held fixed, cameras refined
 MAX_FOCAL_CHANGE = 2.0  # a refined focal more than this factor away from the start is rejected
+ROTATION_ONLY_INLIERS = 0.6  # a frame whose tracks a homography from the reference frame explains this well …
+ROTATION_ONLY_FRAMES = 0.9  # … in this share of frames: the camera only rotates (or stands still)
+HOMOGRAPHY_PX = 1.5  # inlier threshold of those homographies
+MIN_SHARED_TRACKS = 30  # tracks two frames must share for a homography between them
 _LOSSES = ("trivial", "huber", "soft_l1", "cauchy")
 
 
@@ -75,6 +81,69 @@ def _select(rec: Reconstruction, gamma_threshold: float, max_error_px: float):
     obs[obs.sum(1) < MIN_FRAME_OBSERVATIONS] = False  # under-constrained poses would wander off
     keep = obs.sum(0) >= 2
     return candidates[keep], obs[:, keep], int(visible.sum())
+
+
+def _bearings(pixels: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """(M, 2) pixels → (M, 3) unit viewing rays in the camera frame."""
+    rays = np.concatenate([pixels, np.ones((len(pixels), 1))], 1) @ np.linalg.inv(k).T
+    return rays / np.linalg.norm(rays, axis=1, keepdims=True)
+
+
+def _nearest_rotation(m: np.ndarray) -> np.ndarray:
+    u, _, vt = np.linalg.svd(m)
+    return u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
+
+
+def rotation_only_cameras(rec: Reconstruction) -> np.ndarray | None:
+    """(N, 4, 4) world-to-camera poses when the tracks say the camera only rotates, else None.
+
+    Frame t is related to a reference frame r (the first with ≥ ``MIN_SHARED_TRACKS`` tracks visible in both) by a
+    RANSAC homography; when it explains ≥ ``ROTATION_ONLY_INLIERS`` of the shared tracks within ``HOMOGRAPHY_PX`` in
+    ≥ ``ROTATION_ONLY_FRAMES`` of the frames (moving objects are the outliers), the camera centre is unobservable
+    from parallax: every centre is set to frame 0's and R_t = R_{t←r} R_r, with R_{t←r} the rotation that best maps
+    the homography inliers' viewing rays in frame r onto those in frame t (Kabsch).
+    """
+    n = rec.n_frames
+    rotations = np.empty((n, 3, 3))
+    rotations[0] = rec.world_to_camera[0, :3, :3]
+    explained = []
+    for t in range(1, n):
+        shared = (rec.visible[:t] & rec.visible[t]).sum(1)
+        refs = np.flatnonzero(shared >= MIN_SHARED_TRACKS)
+        if refs.size == 0:
+            return None
+        r = int(refs[0])
+        both = rec.visible[r] & rec.visible[t]
+        a, b = rec.tracks[r, both].astype(np.float64), rec.tracks[t, both].astype(np.float64)
+        h, _ = cv2.findHomography(a, b, cv2.RANSAC, HOMOGRAPHY_PX)
+        if h is None:
+            return None
+        inliers = np.linalg.norm(cv2.perspectiveTransform(a[None], h)[0] - b, axis=1) < HOMOGRAPHY_PX
+        explained.append(float(inliers.mean()))
+        if inliers.sum() < 3:
+            return None
+        rays_r, rays_t = _bearings(a[inliers], rec.intrinsics[r]), _bearings(b[inliers], rec.intrinsics[t])
+        rotations[t] = _nearest_rotation(rays_t.T @ rays_r) @ rotations[r]   # Kabsch: rays_t ≈ R rays_r
+    if np.mean(np.asarray(explained) >= ROTATION_ONLY_INLIERS) < ROTATION_ONLY_FRAMES:
+        return None
+    centre = invert_rigid(rec.world_to_camera[:1])[0, :3, 3]
+    w2c = np.tile(np.eye(4), (n, 1, 1))
+    w2c[:, :3, :3] = rotations
+    w2c[:, :3, 3] = -rotations @ centre
+    return w2c
+
+
+def _with_cameras(rec: Reconstruction, w2c: np.ndarray) -> Reconstruction:
+    """``rec`` seen from new cameras: every point keeps its camera-frame position in every frame; a static point
+    becomes the median of its per-frame world positions over the frames that see it."""
+    c2w = invert_rigid(w2c)
+    cam = np.einsum("nij,npj->npi", rec.world_to_camera[:, :3, :3], rec.points) + rec.world_to_camera[:, None, :3, 3]
+    points = np.einsum("nij,npj->npi", c2w[:, :3, :3], cam) + c2w[:, None, :3, 3]
+    seen = np.where(rec.visible[..., None], points, np.nan)
+    static = np.nanmedian(seen, axis=0)
+    static = np.where(np.isfinite(static), static, points[0])
+    return dataclasses.replace(rec, camera_to_world=c2w, world_to_camera=w2c, points=points.astype(rec.points.dtype),
+                               static_points=static.astype(rec.static_points.dtype))
 
 
 def _rms(points_world, w2c, intrinsics, tracks, obs) -> float:
@@ -166,6 +235,9 @@ def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_in
         raise ValueError("bundle_adjust: gamma_threshold, max_initial_error_px, loss_scale_px must be > 0 "
                          "and max_iterations ≥ 1")
     start = time.perf_counter()
+    rotation_only = rotation_only_cameras(rec)
+    if rotation_only is not None:
+        rec = _with_cameras(rec, rotation_only)
     points, obs, n_observations = _select(rec, gamma_threshold, max_initial_error_px)
     tracks = rec.tracks[:, points].astype(np.float64)
     xyz0 = rec.static_points[points].astype(np.float64)
@@ -173,7 +245,10 @@ def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_in
     report = BAReport(initial_rms, initial_rms, len(points), n_observations, int(obs.sum()), 0.0,
                       refined_focal=False, n_frames=int(obs.any(1).sum()))
     problem = None
-    if report.n_frames < MIN_FRAMES:
+    if rotation_only is not None:
+        problem = ("rotation-only camera (track homographies explain the frames): centres set to frame 0's, "
+                   "rotations from the homographies; no Ceres solve, as depth and position have no parallax to go on")
+    elif report.n_frames < MIN_FRAMES:
         problem = f"skipped: {report.n_frames} frames observe static points, need ≥ {MIN_FRAMES}"
     elif len(points) < MIN_POINTS:
         problem = f"skipped: {len(points)} usable static points, need ≥ {MIN_POINTS}"

@@ -143,6 +143,8 @@ class Trainer:
         if payload is not None:
             if "optimizer" in payload:
                 self.optimizer.load_state_dict(payload["optimizer"])
+                for group in self.optimizer.param_groups:   # --lr applies to the continued run
+                    group["lr"] = args.lr
             extra = payload.get("extra", {})
             self.state = TrainState(int(payload.get("step", 0)), bool(extra.get("pretrain_done", False)),
                                     float(extra.get("best_score", math.inf)))
