@@ -53,17 +53,19 @@ class Sim3:
 
 
 def _align(world: Reconstruction, world_frames: np.ndarray, part: Reconstruction, part_frames: np.ndarray,
-           part_tracks: np.ndarray, world_tracks: np.ndarray, gamma_quantile: float = 0.5) -> Sim3:
-    """Sim(3) taking ``part`` into ``world`` from shared camera centres and shared static tracks."""
+           part_tracks: np.ndarray, world_tracks: np.ndarray) -> Sim3:
+    """Sim(3) taking ``part`` into ``world`` from the shared frames: their camera centres and the per-frame 3D points
+    of the shared tracks where visible. A track's point in one frame is one physical point in both windows, moving
+    or not, so every visible shared entry is a correspondence (static bases B₁ are not needed)."""
     shared_frames = np.intersect1d(world_frames, part_frames)
-    src = [part.camera_to_world[np.searchsorted(part_frames, shared_frames), :3, 3]]
-    dst = [world.camera_to_world[np.searchsorted(world_frames, shared_frames), :3, 3]]
+    wf, pf = np.searchsorted(world_frames, shared_frames), np.searchsorted(part_frames, shared_frames)
+    src = [part.camera_to_world[pf, :3, 3]]
+    dst = [world.camera_to_world[wf, :3, 3]]
     common, wi, pi = np.intersect1d(world_tracks, part_tracks, return_indices=True)
     if common.size:
-        static = ((world.motion_level[wi] <= np.quantile(world.motion_level[wi], gamma_quantile))
-                  & (part.motion_level[pi] <= np.quantile(part.motion_level[pi], gamma_quantile)))
-        src.append(part.static_points[pi[static]])
-        dst.append(world.static_points[wi[static]])
+        seen = part.visible[np.ix_(pf, pi)] & world.visible[np.ix_(wf, wi)]
+        src.append(part.points[np.ix_(pf, pi)][seen])
+        dst.append(world.points[np.ix_(wf, wi)][seen])
     src, dst = np.concatenate(src), np.concatenate(dst)
     if len(src) < 3:
         raise ValueError("windows share fewer than 3 correspondences; use a larger overlap")
