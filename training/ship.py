@@ -2,9 +2,10 @@
 
     python -m training.ship RUN_DIR [--which best|last] [-o checkpoints/tracks4d-small.pt] [--fp32]
 
-Provenance recorded: the run's data, preset and steps, its wall time (summed over the run folder's ``log*.csv``,
-one per resumed phase), the hardware, the date, and the largest relative output difference between the shipped (fp16) and
-the trained (fp32) weights on a held-out synthetic window (fp16 is kept only when it is below ``MAX_FP16_DIFF``).
+Provenance recorded: the run's data, preset and steps, its wall time up to the shipped step (summed over the run
+folder's ``log*.csv``, one per resumed phase), the hardware, the date, and the largest relative output difference
+between the shipped (fp16) and the trained (fp32) weights on a held-out synthetic window (fp16 is kept only when it
+is below ``MAX_FP16_DIFF``).
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ MAX_FP16_DIFF = 2e-3
 """Largest accepted change of any camera centre / point coordinate, relative to the largest such coordinate."""
 
 
-def run_wall_time(run: Path) -> float:
-    """Seconds of training in a run folder: for each ``log*.csv``, last minus first logged time."""
+def run_wall_time(run: Path, up_to_step: int | None = None) -> float:
+    """Seconds of training in a run folder up to ``up_to_step`` (None: all): for each ``log*.csv`` (one per resumed
+    phase), the last logged time at or before that step minus the first."""
     total = 0.0
     for log in sorted(run.glob("log*.csv")):
-        times = [float(r["time"]) for r in csv.DictReader(open(log)) if r.get("time")]
+        times = [float(r["time"]) for r in csv.DictReader(open(log))
+                 if r.get("time") and (up_to_step is None or int(r["step"]) <= up_to_step)]
         if len(times) > 1:
             total += times[-1] - times[0]
     return total
@@ -58,7 +61,8 @@ def ship(run: Path, output: Path, which: str = "best", half: bool = True) -> dic
     model = model_from_checkpoint(payload, source).eval()
     extra = payload.get("extra", {})
     record = {"source": str(source), "preset": extra.get("preset"), "data": extra.get("data"),
-              "steps": int(payload.get("step", 0)), "wall_time_s": round(run_wall_time(run), 1),
+              "steps": int(payload.get("step", 0)),
+              "wall_time_s": round(run_wall_time(run, int(payload.get("step", 0))), 1),
               "hardware": f"{platform.machine()} {platform.processor() or platform.system()}, "
                           f"{torch.get_num_threads()} CPU threads" if not torch.cuda.is_available()
               else torch.cuda.get_device_name(0),
