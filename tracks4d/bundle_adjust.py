@@ -29,6 +29,8 @@ MIN_FRAME_OBSERVATIONS = 6  # a frame with fewer kept observations stays out of 
 MIN_FOCAL_POINTS = 30  # fewer static points: the focal stays fixed even when asked to refine it
 SMALL_BASELINE = 0.02  # camera centres spread less than this × median depth: points held fixed, cameras refined
 MAX_FOCAL_CHANGE = 2.0  # a refined focal more than this factor away from the start is rejected
+MAX_DEPTH_RATIO = 20.0  # a refined static point farther than this × the typical depth has run off
+MAX_SCALE_CHANGE = 5.0  # the typical static depth changing by more than this factor: the gauge ran off
 ROTATION_ONLY_INLIERS = 0.6  # a frame whose tracks a homography from the reference frame explains this well …
 ROTATION_ONLY_FRAMES = 0.9  # … in this share of frames: the camera only rotates (or stands still)
 HOMOGRAPHY_PX = 1.5  # inlier threshold of those homographies
@@ -65,13 +67,13 @@ def _project(points_world: np.ndarray, w2c: np.ndarray, intrinsics: np.ndarray) 
     return pix[..., :2] / np.maximum(pix[..., 2:], 1e-9)
 
 
-def _select(rec: Reconstruction, gamma_threshold: float, max_error_px: float):
-    """Static points and observations to adjust.
+def _select(rec: Reconstruction, gamma_threshold: float, max_error_px: float, static_mask: np.ndarray | None = None):
+    """Static points and observations to adjust (candidates: γ below the threshold, or ``static_mask``).
 
     → points (M,) indices into P · obs (N, M) bool kept observations ·
     n_observations (visible ones, before the gate).
     """
-    candidates = np.flatnonzero(rec.motion_level < gamma_threshold)
+    candidates = np.flatnonzero(rec.motion_level < gamma_threshold if static_mask is None else static_mask)
     xyz = rec.static_points[candidates].astype(np.float64)
     pix = _project(xyz, rec.world_to_camera, rec.intrinsics)
     visible = rec.visible[:, candidates]
@@ -210,10 +212,11 @@ def _solve(colmap, observed: np.ndarray, refine_focal: bool, loss: str, loss_sca
 
 def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_initial_error_px: float = 10.0,
                   refine_focal: bool = False, loss: str = "cauchy", loss_scale_px: float = 1.0,
-                  max_iterations: int = 100) -> tuple[Reconstruction, BAReport]:
+                  max_iterations: int = 100, static_mask: np.ndarray | None = None) -> tuple[Reconstruction, BAReport]:
     """Refine every camera pose and the static points of ``rec`` (and one shared focal when ``refine_focal``).
 
-    Static points: ``static_points[p]`` with ``motion_level[p] < gamma_threshold`` (γ in normalised image units).
+    Static points: ``static_points[p]`` with ``motion_level[p] < gamma_threshold`` (γ in normalised image units), or
+    where ``static_mask`` (P,) is True when given.
     Observations: visible ``tracks`` whose reprojection through the initial camera is < ``max_initial_error_px``;
     points left with fewer than two are dropped. ``loss`` ∈ trivial/huber/soft_l1/cauchy, scale in pixels; when the
     initial RMS exceeds twice that scale a first solve runs at the initial RMS, then one at ``loss_scale_px``.
@@ -238,7 +241,7 @@ def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_in
     rotation_only = rotation_only_cameras(rec)
     if rotation_only is not None:
         rec = _with_cameras(rec, rotation_only)
-    points, obs, n_observations = _select(rec, gamma_threshold, max_initial_error_px)
+    points, obs, n_observations = _select(rec, gamma_threshold, max_initial_error_px, static_mask)
     tracks = rec.tracks[:, points].astype(np.float64)
     xyz0 = rec.static_points[points].astype(np.float64)
     initial_rms = _rms(xyz0, rec.world_to_camera, rec.intrinsics, tracks, obs)
@@ -286,6 +289,14 @@ def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_in
         intrinsics[:] = np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
         report.refined_focal, report.focal_px = True, float(f)
     xyz = np.stack([colmap.point3D(int(i)).xyz for i in ids])
+    point_depth = np.einsum("nj,pj->np", w2c[:, 2, :3], xyz) + w2c[:, None, 2, 3]
+    typical = float(np.median(point_depth[obs]))
+    seen_depth = np.where(obs, point_depth, typical)
+    runaway = (seen_depth.min(0) <= 0) | (seen_depth.max(0) > MAX_DEPTH_RATIO * typical)
+    if runaway.any():  # a static point with too little parallax can slide off to infinity under a robust loss
+        xyz[runaway] = xyz0[runaway]
+        report.notes.append(f"{int(runaway.sum())} static points ran off (behind a camera or beyond "
+                            f"{MAX_DEPTH_RATIO:g}× the typical depth) and keep their initial position")
 
     # Keep every frame's depth and pixel position of the other points: X_cam ← K_new⁻¹ K_old X_cam.
     cam = np.einsum("nij,npj->npi", rec.world_to_camera[:, :3, :3], rec.points) + rec.world_to_camera[:, None, :3, 3]
@@ -304,6 +315,12 @@ def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_in
     if refine_focal and not 1 / MAX_FOCAL_CHANGE <= report.focal_px / f0 <= MAX_FOCAL_CHANGE:
         report.skipped = (f"rejected: the focal ran from {f0:.4g} to {report.focal_px:.4g} px; the reconstruction "
                           f"is returned unchanged")
+        return dataclasses.replace(rec, meta={**rec.meta, "bundle_adjustment": report.to_dict()}), report
+    typical0 = float(np.median((np.einsum("nj,pj->np", rec.world_to_camera[:, 2, :3], xyz0)
+                                + rec.world_to_camera[:, None, 2, 3])[obs]))
+    if not 1 / MAX_SCALE_CHANGE <= typical / typical0 <= MAX_SCALE_CHANGE:
+        report.skipped = (f"rejected: the solve ran off (typical static depth {typical0:.3g} → {typical:.3g}); the "
+                          f"reconstruction is returned unchanged")
         return dataclasses.replace(rec, meta={**rec.meta, "bundle_adjustment": report.to_dict()}), report
     if not np.isfinite(report.final_rms_px) or report.final_rms_px > report.initial_rms_px:
         report.skipped = (f"rejected: the solve diverged (RMS {report.initial_rms_px:.3g} → {report.final_rms_px:.3g}"

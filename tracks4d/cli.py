@@ -99,6 +99,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
         fov_deg=args.fov_deg, tracker=args.tracker, tracker_checkpoint=args.tracker_checkpoint, grid=args.grid,
         query_every=args.query_every, stride=args.stride, max_frames=args.max_frames, long_side=args.long_side,
         bundle_adjust=args.ba, ba_gamma=None if args.ba_gamma == "auto" else float(args.ba_gamma),
+        camera_init=args.camera_init,
         finetune_steps=args.finetune, progress=not args.no_progress)
     result = run_pipeline(args.input, opts)
     rec, clip = result.reconstruction, result.clip
@@ -178,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--ba", action=argparse.BooleanOptionalAction, default=False, help="bundle adjustment")
     rc.add_argument("--ba-gamma", default="0.008",
                     help="BA uses static points with γ below this ('auto': the clip's 40th percentile)")
+    rc.add_argument("--camera-init", choices=("auto", "network"), default="auto",
+                    help="BA start: the network's cameras, falling back to cameras from the tracks when BA cannot "
+                         "start from them (auto), or the network's only")
     rc.add_argument("--finetune", type=int, default=0, metavar="N", help="fine-tune N steps on this clip")
     rc.add_argument("--no-progress", action="store_true")
     rc.set_defaults(func=_reconstruct)

@@ -24,12 +24,17 @@ from .video import Clip, read_video
 __all__ = ["ReconstructOptions", "ReconstructResult", "run_pipeline", "reconstruct", "intrinsics_from_options"]
 
 
+CAMERA_INITS = ("auto", "network")
+
+
 @dataclass
 class ReconstructOptions:
     """checkpoint: model file (None: the shipped one for ``device``, :func:`default_checkpoint`) · device · fx, fy, cx, cy or fov_deg: intrinsics in input pixels (None: unknown) ·
     tracker / tracker_checkpoint / grid / query_every: tracking · stride, max_frames, long_side: decoding ·
     bundle_adjust · ba_gamma: static points for BA have γ below this (the paper: 0.008 pets, 0.005 out-of-domain;
-    None: the 40th percentile of this clip's γ) · finetune_steps · window / overlap: long-video windows (the network
+    None: the 40th percentile of this clip's γ) · camera_init: "auto" (BA starts from the network's cameras; when it
+    cannot — no static point reprojects within its gate — from cameras the tracks give, :mod:`tracks4d.track_sfm`)
+    or "network" (never the fallback) · finetune_steps · window / overlap: long-video windows (the network
     sees ≤ 50 frames)."""
 
     checkpoint: str | Path | None = None
@@ -48,6 +53,7 @@ class ReconstructOptions:
     long_side: int | None = 640
     bundle_adjust: bool = False
     ba_gamma: float | None = 0.008
+    camera_init: str = "auto"
     finetune_steps: int = 0
     window: int = 50
     overlap: int = 10
@@ -86,6 +92,21 @@ def intrinsics_from_options(opts: ReconstructOptions, image_size: tuple[int, int
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
+def _from_track_cameras(rec: Reconstruction, known: bool) -> Reconstruction | None:
+    """BA from cameras the tracks give (:mod:`tracks4d.track_sfm`) when it cannot start from the network's: the
+    result even when that BA is rejected (the track cameras then stand), None when the tracks give no cameras or too
+    few static points. ``meta['camera_init']`` says so."""
+    from .bundle_adjust import bundle_adjust
+    from .track_sfm import with_track_cameras
+
+    found = with_track_cameras(rec)
+    if found is None:
+        return None
+    alternative, static = found
+    adjusted, report = bundle_adjust(alternative, gamma_threshold=np.inf, static_mask=static, refine_focal=not known)
+    return None if report.skipped.startswith("skipped") else adjusted
+
+
 def reconstruct(source: str | Path | TrackSet, checkpoint: str | Path | None = None, **options) -> Reconstruction:
     """``tracks4d.reconstruct("clip.mp4", bundle_adjust=True)``: the reconstruction of a video, frame folder, track
     file or TrackSet with the shipped checkpoint (or ``checkpoint``); ``options`` are :class:`ReconstructOptions`
@@ -95,6 +116,8 @@ def reconstruct(source: str | Path | TrackSet, checkpoint: str | Path | None = N
 
 def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions) -> ReconstructResult:
     """Run the whole pipeline on a video file, a frame folder, a track ``.npz`` or a :class:`TrackSet`."""
+    if opts.camera_init not in CAMERA_INITS:
+        raise ValueError(f"camera_init must be one of {CAMERA_INITS}, got {opts.camera_init!r}")
     timings: dict[str, float] = {}
     start = time.perf_counter()
     checkpoint = opts.checkpoint if opts.checkpoint is not None else default_checkpoint(opts.device)
@@ -147,7 +170,10 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions) -> Rec
 
         t = time.perf_counter()
         threshold = opts.ba_gamma if opts.ba_gamma is not None else float(np.quantile(rec.motion_level, 0.4))
-        rec, _ = bundle_adjust(rec, gamma_threshold=threshold, refine_focal=not known)
+        adjusted, report = bundle_adjust(rec, gamma_threshold=threshold, refine_focal=not known)
+        if report.skipped and "rotation-only" not in report.skipped and opts.camera_init == "auto":
+            adjusted = _from_track_cameras(rec, known) or adjusted
+        rec = adjusted
         meta["ba_gamma_threshold"] = threshold
         timings["bundle_adjustment_s"] = time.perf_counter() - t
         meta.update(rec.meta)
