@@ -25,6 +25,8 @@ __all__ = ["ReconstructOptions", "ReconstructResult", "run_pipeline", "reconstru
 
 
 CAMERA_INITS = ("auto", "network")
+MIN_INLIER_SHARE = 0.25
+"""BA from the network's cameras that keeps fewer of the visible static observations than this is not trusted."""
 
 
 @dataclass
@@ -33,7 +35,9 @@ class ReconstructOptions:
     tracker / tracker_checkpoint / grid / query_every: tracking · stride, max_frames, long_side: decoding ·
     bundle_adjust · ba_gamma: static points for BA have γ below this (the paper: 0.008 pets, 0.005 out-of-domain;
     None: the 40th percentile of this clip's γ) · camera_init: "auto" (BA starts from the network's cameras; when it
-    cannot — no static point reprojects within its gate — from cameras the tracks give, :mod:`tracks4d.track_sfm`)
+    cannot — under ``MIN_INLIER_SHARE`` of the static observations reproject within its gate, or its cameras barely
+    move while the tracks show parallax —
+    from cameras the tracks give, :mod:`tracks4d.track_sfm`)
     or "network" (never the fallback) · finetune_steps · window / overlap: long-video windows (the network
     sees ≤ 50 frames)."""
 
@@ -171,7 +175,12 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions) -> Rec
         t = time.perf_counter()
         threshold = opts.ba_gamma if opts.ba_gamma is not None else float(np.quantile(rec.motion_level, 0.4))
         adjusted, report = bundle_adjust(rec, gamma_threshold=threshold, refine_focal=not known)
-        if report.skipped and "rotation-only" not in report.skipped and opts.camera_init == "auto":
+        # The network's cameras cannot seed BA when few static observations reproject within the gate, or when
+        # they barely move although the tracks show parallax (not rotation-only): then start from the track cameras.
+        stuck = "rotation-only" not in report.skipped and (
+            report.skipped or report.n_inliers < MIN_INLIER_SHARE * report.n_observations
+            or any("held fixed" in note for note in report.notes))
+        if stuck and opts.camera_init == "auto":
             adjusted = _from_track_cameras(rec, known) or adjusted
         rec = adjusted
         meta["ba_gamma_threshold"] = threshold
