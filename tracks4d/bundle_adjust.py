@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from .contracts import Reconstruction
-from .geometry import invert_rigid
+from .geometry import invert_rigid, transform_points
 
 __all__ = ["BAReport", "bundle_adjust", "rotation_only_cameras", "MIN_FRAMES", "MIN_POINTS"]
 
@@ -55,6 +55,13 @@ class BAReport:
     termination: str = ""
     skipped: str = ""
     notes: list = dataclasses.field(default_factory=list)
+    rotation_only: bool = False
+    fixed_structure: bool = False
+
+    @property
+    def too_little_structure(self) -> bool:
+        """Skipped before solving: too few frames or static points passed the gate (not rotation-only)."""
+        return self.skipped.startswith("skipped")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -62,8 +69,7 @@ class BAReport:
 
 def _project(points_world: np.ndarray, w2c: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
     """(P, 3) points through (N, 4, 4) cameras and (N, 3, 3) K → (N, P, 2) pixels (z clamped at 1e-9)."""
-    cam = np.einsum("nij,pj->npi", w2c[:, :3, :3], points_world) + w2c[:, None, :3, 3]
-    pix = np.einsum("nij,npj->npi", intrinsics, cam)
+    pix = np.einsum("nij,npj->npi", intrinsics, transform_points(w2c, points_world))
     return pix[..., :2] / np.maximum(pix[..., 2:], 1e-9)
 
 
@@ -77,7 +83,7 @@ def _select(rec: Reconstruction, gamma_threshold: float, max_error_px: float, st
     xyz = rec.static_points[candidates].astype(np.float64)
     pix = _project(xyz, rec.world_to_camera, rec.intrinsics)
     visible = rec.visible[:, candidates]
-    depth = np.einsum("nj,pj->np", rec.world_to_camera[:, 2, :3], xyz) + rec.world_to_camera[:, None, 2, 3]
+    depth = transform_points(rec.world_to_camera, xyz)[..., 2]
     error = np.linalg.norm(pix - rec.tracks[:, candidates].astype(np.float64), axis=-1)
     obs = visible & (depth > 0) & (error < max_error_px)
     obs[obs.sum(1) < MIN_FRAME_OBSERVATIONS] = False  # under-constrained poses would wander off
@@ -135,17 +141,23 @@ def rotation_only_cameras(rec: Reconstruction) -> np.ndarray | None:
     return w2c
 
 
+def reexpress(rec: Reconstruction, w2c: np.ndarray, camera_map: np.ndarray | float = 1.0) -> np.ndarray:
+    """(N, P, 3) world points under new cameras ``w2c`` (N, 4, 4) that keep every point's camera-frame position in
+    every frame, after ``camera_map`` (a scale, or (N, 3, 3) matrices applied to camera-frame points)."""
+    cam = transform_points(rec.world_to_camera, rec.points.astype(np.float64))
+    cam = cam * camera_map if np.isscalar(camera_map) else np.einsum("nij,npj->npi", camera_map, cam)
+    return transform_points(invert_rigid(w2c), cam)
+
+
 def _with_cameras(rec: Reconstruction, w2c: np.ndarray) -> Reconstruction:
     """``rec`` seen from new cameras: every point keeps its camera-frame position in every frame; a static point
     becomes the median of its per-frame world positions over the frames that see it."""
-    c2w = invert_rigid(w2c)
-    cam = np.einsum("nij,npj->npi", rec.world_to_camera[:, :3, :3], rec.points) + rec.world_to_camera[:, None, :3, 3]
-    points = np.einsum("nij,npj->npi", c2w[:, :3, :3], cam) + c2w[:, None, :3, 3]
+    points = reexpress(rec, w2c)
     seen = np.where(rec.visible[..., None], points, np.nan)
     static = np.nanmedian(seen, axis=0)
     static = np.where(np.isfinite(static), static, points[0])
-    return dataclasses.replace(rec, camera_to_world=c2w, world_to_camera=w2c, points=points.astype(rec.points.dtype),
-                               static_points=static.astype(rec.static_points.dtype))
+    return dataclasses.replace(rec, camera_to_world=invert_rigid(w2c), world_to_camera=w2c,
+                               points=points.astype(rec.points.dtype), static_points=static.astype(rec.static_points.dtype))
 
 
 def _rms(points_world, w2c, intrinsics, tracks, obs) -> float:
@@ -248,7 +260,8 @@ def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_in
     report = BAReport(initial_rms, initial_rms, len(points), n_observations, int(obs.sum()), 0.0,
                       refined_focal=False, n_frames=int(obs.any(1).sum()))
     problem = None
-    if rotation_only is not None:
+    report.rotation_only = rotation_only is not None
+    if report.rotation_only:
         problem = ("rotation-only camera (track homographies explain the frames): centres set to frame 0's, "
                    "rotations from the homographies; no Ceres solve, as depth and position have no parallax to go on")
     elif report.n_frames < MIN_FRAMES:
@@ -264,9 +277,9 @@ def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_in
         report.notes.append(f"focal kept: {len(points)} static points, need ≥ {MIN_FOCAL_POINTS} to refine it")
     observing = obs.any(1)
     centres = invert_rigid(rec.world_to_camera[observing])[:, :3, 3]
-    depths = np.einsum("nj,pj->np", rec.world_to_camera[observing, 2, :3], xyz0) + rec.world_to_camera[observing, None, 2, 3]
-    baseline = float(np.linalg.norm(centres - centres.mean(0), axis=1).max()) / float(np.median(depths[obs[observing]]))
-    fixed_structure = baseline < SMALL_BASELINE
+    typical0 = float(np.median(transform_points(rec.world_to_camera, xyz0)[..., 2][obs]))
+    baseline = float(np.linalg.norm(centres - centres.mean(0), axis=1).max()) / typical0
+    fixed_structure = report.fixed_structure = baseline < SMALL_BASELINE
     if fixed_structure:
         report.notes.append(f"static points held fixed: camera baseline {baseline:.3g} × depth < {SMALL_BASELINE}")
     colmap, ids = _colmap_problem(rec, points, obs, shared_camera=refine_focal)
@@ -289,22 +302,21 @@ def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_in
         intrinsics[:] = np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
         report.refined_focal, report.focal_px = True, float(f)
     xyz = np.stack([colmap.point3D(int(i)).xyz for i in ids])
-    point_depth = np.einsum("nj,pj->np", w2c[:, 2, :3], xyz) + w2c[:, None, 2, 3]
+    point_depth = transform_points(w2c, xyz)[..., 2]
     typical = float(np.median(point_depth[obs]))
     seen_depth = np.where(obs, point_depth, typical)
     runaway = (seen_depth.min(0) <= 0) | (seen_depth.max(0) > MAX_DEPTH_RATIO * typical)
     if runaway.any():  # a static point with too little parallax can slide off to infinity under a robust loss
         xyz[runaway] = xyz0[runaway]
+        point_depth[:, runaway] = transform_points(w2c, xyz0[runaway])[..., 2]
         report.notes.append(f"{int(runaway.sum())} static points ran off (behind a camera or beyond "
                             f"{MAX_DEPTH_RATIO:g}× the typical depth) and keep their initial position")
 
     # Keep every frame's depth and pixel position of the other points: X_cam ← K_new⁻¹ K_old X_cam.
-    cam = np.einsum("nij,npj->npi", rec.world_to_camera[:, :3, :3], rec.points) + rec.world_to_camera[:, None, :3, 3]
-    cam = np.einsum("nij,npj->npi", np.linalg.inv(intrinsics) @ rec.intrinsics, cam)
-    new_points = np.einsum("nij,npj->npi", c2w[:, :3, :3], cam) + c2w[:, None, :3, 3]
+    new_points = reexpress(rec, w2c, np.linalg.inv(intrinsics) @ rec.intrinsics)
     new_points[:, points] = xyz[None]
     depth = rec.depth.copy()
-    depth[:, points] = np.einsum("nj,pj->np", w2c[:, 2, :3], xyz) + w2c[:, None, 2, 3]
+    depth[:, points] = point_depth
     static = rec.static_points.copy()
     static[points] = xyz
 
@@ -316,8 +328,6 @@ def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_in
         report.skipped = (f"rejected: the focal ran from {f0:.4g} to {report.focal_px:.4g} px; the reconstruction "
                           f"is returned unchanged")
         return dataclasses.replace(rec, meta={**rec.meta, "bundle_adjustment": report.to_dict()}), report
-    typical0 = float(np.median((np.einsum("nj,pj->np", rec.world_to_camera[:, 2, :3], xyz0)
-                                + rec.world_to_camera[:, None, 2, 3])[obs]))
     if not 1 / MAX_SCALE_CHANGE <= typical / typical0 <= MAX_SCALE_CHANGE:
         report.skipped = (f"rejected: the solve ran off (typical static depth {typical0:.3g} → {typical:.3g}); the "
                           f"reconstruction is returned unchanged")

@@ -10,7 +10,7 @@ import torch
 
 __all__ = [
     "rot6d_to_matrix", "matrix_to_rot6d", "project_normalized", "pixels_to_normalized", "normalized_to_pixels",
-    "invert_rigid", "pose_matrix", "umeyama_sim3", "apply_sim3", "MIN_DEPTH",
+    "invert_rigid", "pose_matrix", "transform_points", "umeyama_sim3", "apply_sim3", "MIN_DEPTH",
 ]
 
 MIN_DEPTH = 0.01
@@ -90,6 +90,13 @@ def invert_rigid(pose):
     rt = rot.transpose(-1, -2) if isinstance(pose, torch.Tensor) else np.swapaxes(rot, -1, -2)
     t = -(rt @ pose[..., :3, 3:])[..., 0]
     return pose_matrix(rt, t)
+
+
+def transform_points(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Rigid poses (N, 4, 4) applied per frame to points (P, 3) (the same in every frame) or (N, P, 3) → (N, P, 3);
+    with world-to-camera poses the result is camera-frame points, its [..., 2] their depth."""
+    pattern = "nij,pj->npi" if points.ndim == 2 else "nij,npj->npi"
+    return np.einsum(pattern, pose[:, :3, :3], points) + pose[:, None, :3, 3]
 
 
 def umeyama_sim3(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:

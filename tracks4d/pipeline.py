@@ -108,7 +108,7 @@ def _from_track_cameras(rec: Reconstruction, known: bool) -> Reconstruction | No
         return None
     alternative, static = found
     adjusted, report = bundle_adjust(alternative, gamma_threshold=np.inf, static_mask=static, refine_focal=not known)
-    return None if report.skipped.startswith("skipped") else adjusted
+    return None if report.too_little_structure else adjusted
 
 
 def reconstruct(source: str | Path | TrackSet, checkpoint: str | Path | None = None, **options) -> Reconstruction:
@@ -177,9 +177,8 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions) -> Rec
         adjusted, report = bundle_adjust(rec, gamma_threshold=threshold, refine_focal=not known)
         # The network's cameras cannot seed BA when few static observations reproject within the gate, or when
         # they barely move although the tracks show parallax (not rotation-only): then start from the track cameras.
-        stuck = "rotation-only" not in report.skipped and (
-            report.skipped or report.n_inliers < MIN_INLIER_SHARE * report.n_observations
-            or any("held fixed" in note for note in report.notes))
+        stuck = not report.rotation_only and (report.skipped or report.fixed_structure
+                                              or report.n_inliers < MIN_INLIER_SHARE * report.n_observations)
         if stuck and opts.camera_init == "auto":
             adjusted = _from_track_cameras(rec, known) or adjusted
         rec = adjusted

@@ -14,8 +14,9 @@ import warnings
 import cv2
 import numpy as np
 
+from .bundle_adjust import reexpress
 from .contracts import Reconstruction
-from .geometry import invert_rigid
+from .geometry import invert_rigid, transform_points
 
 __all__ = ["cameras_from_tracks", "triangulate", "with_track_cameras"]
 
@@ -49,7 +50,7 @@ def triangulate(tracks: np.ndarray, visible: np.ndarray, w2c: np.ndarray, k: np.
 
 def _errors(points: np.ndarray, tracks: np.ndarray, w2c: np.ndarray, k: np.ndarray) -> np.ndarray:
     """(N, P) reprojection errors in px (inf behind the camera or where a point is NaN)."""
-    cam = np.einsum("nij,pj->npi", w2c[:, :3, :3], points) + w2c[:, None, :3, 3]
+    cam = transform_points(w2c, points)
     pix = np.einsum("nij,npj->npi", k, cam)
     with np.errstate(invalid="ignore", divide="ignore"):
         err = np.linalg.norm(pix[..., :2] / pix[..., 2:] - tracks, axis=-1)
@@ -70,7 +71,7 @@ def _consistent(points, tracks, visible, w2c, k, posed) -> np.ndarray:
     first, last = seen.argmax(0), seen.shape[0] - 1 - seen[::-1].argmax(0)
     a, b = np.nan_to_num(points) - centres[first], np.nan_to_num(points) - centres[last]
     cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-    depth = np.einsum("nj,pj->np", w2c[:, 2, :3], np.nan_to_num(points)) + w2c[:, None, 2, 3]
+    depth = transform_points(w2c, np.nan_to_num(points))[..., 2]
     placed = np.isfinite(points[:, 0]) & (median < RANSAC_PX) & (cosine < np.cos(np.radians(MIN_PARALLAX_DEG)))
     if not placed.any():
         return placed
@@ -157,22 +158,22 @@ def with_track_cameras(rec: Reconstruction) -> tuple[Reconstruction, np.ndarray]
     if found is None:
         return None
     w2c, posed = found
-    tri = triangulate(rec.tracks.astype(np.float64), rec.visible, w2c, rec.intrinsics, posed)
-    good = _consistent(tri, rec.tracks.astype(np.float64), rec.visible, w2c, rec.intrinsics, posed)
-    cam_old = np.einsum("nij,npj->npi", rec.world_to_camera[:, :3, :3], rec.points) + rec.world_to_camera[:, None, :3, 3]
-    tri_depth = np.einsum("nj,pj->np", w2c[:, 2, :3], np.nan_to_num(tri)) + w2c[:, None, 2, 3]
-    pairs = rec.visible & posed[:, None] & good[None] & (cam_old[..., 2] > 1e-6)
+    tracks = rec.tracks.astype(np.float64)
+    tri = triangulate(tracks, rec.visible, w2c, rec.intrinsics, posed)
+    good = _consistent(tri, tracks, rec.visible, w2c, rec.intrinsics, posed)
+    old_depth = transform_points(rec.world_to_camera, rec.points.astype(np.float64))[..., 2]
+    tri_depth = transform_points(w2c, np.nan_to_num(tri))[..., 2]
+    pairs = rec.visible & posed[:, None] & good[None] & (old_depth > 1e-6)
     if pairs.sum() < 10:
         return None
-    scale = float(np.median(tri_depth[pairs] / cam_old[..., 2][pairs]))
-    c2w = invert_rigid(w2c)
-    points = np.einsum("nij,npj->npi", c2w[:, :3, :3], scale * cam_old) + c2w[:, None, :3, 3]
+    scale = float(np.median(tri_depth[pairs] / old_depth[pairs]))
+    points = reexpress(rec, w2c, scale)
     points[:, good] = tri[good][None]
     static = np.median(points, axis=0)
     static[good] = tri[good]
-    depth = np.einsum("nj,npj->np", w2c[:, 2, :3], points) + w2c[:, None, 2, 3]
+    depth = transform_points(w2c, points)[..., 2]
     meta = {**rec.meta, "camera_init": {"from": "tracks", "posed_frames": int(posed.sum()),
                                         "static_tracks": int(good.sum()), "scale": scale}}
-    return dataclasses.replace(rec, camera_to_world=c2w, world_to_camera=w2c, points=points.astype(rec.points.dtype),
+    return dataclasses.replace(rec, camera_to_world=invert_rigid(w2c), world_to_camera=w2c, points=points.astype(rec.points.dtype),
                                static_points=static.astype(rec.static_points.dtype),
                                depth=depth.astype(rec.depth.dtype), meta=meta), good
