@@ -7,7 +7,8 @@ from scipy.spatial.transform import Rotation
 from tracks4d.contracts import Reconstruction
 from tracks4d.geometry import invert_rigid
 from tracks4d.metrics import absolute_trajectory_error
-from tracks4d.stitch import Sim3, reconstruct_long, split_windows, stitch, window_spans
+from tracks4d.geometry import umeyama_sim3
+from tracks4d.stitch import Sim3, reconstruct_long, robust_sim3, split_windows, stitch, window_spans
 from training.synthetic import SceneConfig, generate_scene
 
 
@@ -72,3 +73,22 @@ def test_reconstruct_long_calls_each_window_once():
     out = reconstruct_long(scene.tracks, run, 50, 10)
     assert calls == [50, 50]
     assert absolute_trajectory_error(out.camera_to_world, scene.camera_to_world) < 1e-6
+
+
+def test_robust_sim3_ignores_wrong_correspondences():
+    """30 % of the correspondences are wrong (like moving points placed at the network's depth): the robust fit
+    recovers the similarity where the least-squares one does not."""
+    rng = np.random.default_rng(0)
+    rot = Rotation.from_rotvec([0.3, -0.2, 0.5]).as_matrix()
+    src = rng.normal(size=(200, 3))
+    dst = 2.5 * src @ rot.T + np.array([1.0, -2.0, 0.5]) + rng.normal(scale=0.01, size=(200, 3))
+    wrong = rng.random(200) < 0.3
+    dst[wrong] *= rng.uniform(1.5, 3.0, size=(wrong.sum(), 1))  # wrong depth: pushed out along the ray
+    fit = robust_sim3(src, dst)
+    assert abs(fit.scale - 2.5) < 0.01
+    assert np.abs(fit.rotation - rot).max() < 0.01
+    assert np.abs(fit.translation - [1.0, -2.0, 0.5]).max() < 0.02
+    s, r, _ = umeyama_sim3(src, dst)
+    assert abs(s - 2.5) > 0.1
+    with pytest.raises(ValueError, match="fewer than 3"):
+        robust_sim3(src[:2], dst[:2])

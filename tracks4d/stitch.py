@@ -1,8 +1,10 @@
 """Long videos: overlapping windows of at most 50 frames, each reconstructed alone, stitched into one world.
 
-Window k+1 is brought into the world of windows 0..k by a Sim(3) estimated (Umeyama) from correspondences it
-shares with what is already stitched: the camera centres of the overlapping frames and the static points B₁ of
-tracks that are static (low γ) in both. Tracks keep their identity: every output track is an input track.
+Window k+1 is brought into the world of windows 0..k by a Sim(3) estimated from correspondences it shares with what
+is already stitched: the camera centres of the overlapping frames and the per-frame points of shared tracks there,
+robustly (RANSAC over Umeyama fits, then a refit on the inliers), so a window's poorly placed points — moving ones
+after bundle adjustment kept only their camera-frame positions — cannot pull the others. Tracks keep their identity:
+every output track is an input track.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ import numpy as np
 from .contracts import Reconstruction, TrackSet, min_visible_frames
 from .geometry import invert_rigid, umeyama_sim3
 
-__all__ = ["window_spans", "split_windows", "Sim3", "stitch", "reconstruct_long"]
+__all__ = ["window_spans", "split_windows", "Sim3", "robust_sim3", "stitch", "reconstruct_long"]
+
+RANSAC_ITERATIONS = 200
+INLIER_FRACTION = 0.1
+"""A correspondence is an inlier within this fraction of the target's median distance to its centre."""
 
 
 def window_spans(n_frames: int, size: int = 50, overlap: int = 10) -> list[tuple[int, int]]:
@@ -66,10 +72,28 @@ def _align(world: Reconstruction, world_frames: np.ndarray, part: Reconstruction
         seen = part.visible[np.ix_(pf, pi)] & world.visible[np.ix_(wf, wi)]
         src.append(part.points[np.ix_(pf, pi)][seen])
         dst.append(world.points[np.ix_(wf, wi)][seen])
-    src, dst = np.concatenate(src), np.concatenate(dst)
+    return robust_sim3(np.concatenate(src), np.concatenate(dst))
+
+
+def robust_sim3(src: np.ndarray, dst: np.ndarray, seed: int = 0) -> Sim3:
+    """Sim(3) with dst ≈ s·R·src + t from (M, 3) correspondences of which some are wrong: the Umeyama fit of 3 random
+    ones that the most correspondences agree with (within ``INLIER_FRACTION`` of dst's spread), refitted on those.
+    Deterministic for a given ``seed``."""
     if len(src) < 3:
         raise ValueError("windows share fewer than 3 correspondences; use a larger overlap")
-    s, r, t = umeyama_sim3(src, dst)
+    threshold = INLIER_FRACTION * float(np.median(np.linalg.norm(dst - np.median(dst, 0), axis=1)))
+    rng = np.random.default_rng(seed)
+    best = np.ones(len(src), bool)
+    best_count = 0
+    for _ in range(RANSAC_ITERATIONS):
+        pick = rng.choice(len(src), 3, replace=False)
+        s, r, t = umeyama_sim3(src[pick], dst[pick])
+        inliers = np.linalg.norm(s * src @ r.T + t - dst, axis=1) < threshold
+        if inliers.sum() > best_count:
+            best, best_count = inliers, int(inliers.sum())
+    if best_count < 3:
+        best = np.ones(len(src), bool)
+    s, r, t = umeyama_sim3(src[best], dst[best])
     return Sim3(s, r, t)
 
 
@@ -105,7 +129,8 @@ def stitch(tracks: TrackSet, windows: list[tuple[tuple[int, int], np.ndarray, Re
         static_sum[idx] += weight[:, None] * sim.points(rec.static_points)
         static_cnt[idx] += weight
         gamma[idx] = np.where(np.isnan(gamma[idx]), rec.motion_level, np.fmin(gamma[idx], rec.motion_level))
-        reports.append({"frames": [int(start), int(end)], "tracks": int(len(idx)), "scale": float(sim.scale)})
+        reports.append({"frames": [int(start), int(end)], "tracks": int(len(idx)), "scale": float(sim.scale),
+                        **{key: rec.meta[key] for key in ("bundle_adjustment", "camera_init") if key in rec.meta}})
         world = _window_as_world(c2w, points, static_sum, static_cnt, gamma, frames, idx, rec)
         world_frames, world_tracks = frames, idx
     missing_tracks = np.flatnonzero(static_cnt == 0)
