@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .checkpoint import CheckpointError, default_checkpoint, load_model
+from .checkpoint import CheckpointError, default_checkpoint
 from .cotracker import CoTrackerUnavailable
 from .export import write_outputs
 from .metrics import evaluate_reconstruction
@@ -21,6 +21,7 @@ from .video import VideoError, read_video
 from .contracts import ContractError, Reconstruction, TrackSet, load_any
 from .inference import run_network
 from .model import PRESETS, TracksTo4D
+from .onnx_backend import BACKENDS, DEFAULT_OPSET, OnnxUnavailable, export_onnx, load_backend
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -57,11 +58,22 @@ def resolve_device(name: str) -> str:
 def _predict(args: argparse.Namespace) -> int:
     """Run the network once on a track file and write reconstruction.npz (no BA, no fine-tuning)."""
     device = resolve_device(args.device)
-    model, _ = load_model(args.checkpoint or default_checkpoint(device), device)
+    model, _ = load_backend(args.checkpoint or default_checkpoint(device), args.backend, device)
     rec = run_network(model, TrackSet.load(args.tracks), device)
     rec.save(args.output)
     print(f"wrote {args.output}: {rec.n_frames} frames, {rec.n_points} points, "
           f"network {rec.meta['timings']['network_s']:.2f} s")
+    return 0
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    """Checkpoint → fp32 ONNX graph (dynamic frames and tracks) with the model config in its metadata."""
+    out = Path(args.output)
+    if out.suffix != ".onnx":
+        raise ValueError(f"{out}: the output must be a .onnx file")
+    checkpoint = args.checkpoint or default_checkpoint("cpu")
+    export_onnx(checkpoint, out, opset=args.opset)
+    print(f"wrote {out}: {checkpoint} as ONNX opset {args.opset}, {out.stat().st_size / 2**20:.1f} MiB")
     return 0
 
 
@@ -100,7 +112,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
         query_every=args.query_every, stride=args.stride, max_frames=args.max_frames, long_side=args.long_side,
         bundle_adjust=args.ba, ba_gamma=None if args.ba_gamma == "auto" else float(args.ba_gamma),
         camera_init=args.camera_init,
-        finetune_steps=args.finetune, progress=not args.no_progress)
+        finetune_steps=args.finetune, backend=args.backend, progress=not args.no_progress)
     result = run_pipeline(args.input, opts)
     rec, clip = result.reconstruction, result.clip
     frames = clip.frames if clip is not None else None
@@ -166,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("-o", "--output", required=True, help="output folder")
     rc.add_argument("--checkpoint", help="model checkpoint (.pt; default: the shipped one for --device)")
     rc.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
+    rc.add_argument("--backend", choices=BACKENDS, default="torch",
+                    help="run the network in torch or ONNX Runtime (--checkpoint may then be a .onnx file)")
     for name in ("fx", "fy", "cx", "cy"):
         rc.add_argument(f"--{name}", type=float, help=f"intrinsics {name} in input pixels")
     rc.add_argument("--fov-deg", type=float, help="horizontal field of view (instead of --fx)")
@@ -199,7 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True)
     r.add_argument("--checkpoint", help="model checkpoint (.pt; default: the shipped one for --device)")
     r.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
+    r.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="run the network in torch or ONNX Runtime (--checkpoint may then be a .onnx file)")
     r.set_defaults(func=_predict)
+    x = sub.add_parser("export-onnx", help="checkpoint → ONNX model for the onnx backend (ONNX Runtime)")
+    x.add_argument("checkpoint", nargs="?", help="model checkpoint (.pt; default: the shipped CPU one)")
+    x.add_argument("-o", "--output", required=True, help=".onnx file to write")
+    x.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version (14–20)")
+    x.set_defaults(func=_export_onnx)
     return p
 
 
@@ -207,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ContractError, CheckpointError, VideoError, CoTrackerUnavailable, ValueError) as exc:
+    except (ContractError, CheckpointError, VideoError, CoTrackerUnavailable, OnnxUnavailable, ValueError) as exc:
         print(f"tracks4d: error: {exc}", file=sys.stderr)
         return 2
 

@@ -3,15 +3,55 @@
 from __future__ import annotations
 
 import time
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
 
 from .contracts import Reconstruction, TrackSet, min_visible_frames
 from .geometry import invert_rigid, pixels_to_normalized
-from .model import TracksTo4D, to_camera
+from .model import ModelOutput, TracksTo4D, to_camera
 
-__all__ = ["network_inputs", "guess_intrinsics", "run_network"]
+__all__ = ["network_inputs", "guess_intrinsics", "Predictions", "predict", "run_network"]
+
+
+class Predictions(NamedTuple):
+    """What :func:`run_network` reads of the network for B windows (N frames, P tracks, K bases): torch tensors, or
+    numpy arrays from :func:`predict`, whichever backend ran (the ONNX graph's outputs, in this order).
+
+    points: (B, N, P, 3) world points per frame · depth: (B, N, P) camera-frame z · camera_to_world: (B, N, 4, 4) ·
+    focal_scale: (B, N) · static_points: (B, P, 3) · motion_level: (B, P) γ · bases: (B, P, K, 3) ·
+    coefficients: (B, N, K).
+    """
+
+    points: Any
+    depth: Any
+    camera_to_world: Any
+    focal_scale: Any
+    static_points: Any
+    motion_level: Any
+    bases: Any
+    coefficients: Any
+
+    @classmethod
+    def from_output(cls, out: ModelOutput) -> "Predictions":
+        """The torch tensors of a :class:`ModelOutput`."""
+        points = out.points()
+        depth = to_camera(points, out.rotation, out.centre)[..., 2]
+        return cls(points, depth, out.camera_to_world(), out.focal_scale, out.static_points, out.motion_level,
+                   out.bases, out.coefficients)
+
+
+Network = TracksTo4D | Callable[[torch.Tensor], Predictions]
+"""A torch model, or a callable with a ``config`` returning numpy :class:`Predictions`
+(:class:`tracks4d.onnx_backend.OnnxNetwork`)."""
+
+
+def predict(network: Network, inputs: torch.Tensor) -> Predictions:
+    """inputs: (B, N, P, 3) from :func:`network_inputs` → numpy :class:`Predictions`, with either backend."""
+    if isinstance(network, torch.nn.Module):
+        return Predictions(*(v.cpu().numpy() for v in Predictions.from_output(network(inputs))))
+    return network(inputs)
 
 
 def guess_intrinsics(tracks: TrackSet) -> np.ndarray:
@@ -36,9 +76,10 @@ def network_inputs(tracks: TrackSet, intrinsics: np.ndarray | None = None) -> to
 
 
 @torch.inference_mode()
-def run_network(model: TracksTo4D, tracks: TrackSet, device: str | torch.device = "cpu") -> Reconstruction:
+def run_network(model: Network, tracks: TrackSet, device: str | torch.device = "cpu") -> Reconstruction:
     """Predict cameras, per-frame points and motion levels for every track and frame of ``tracks``.
 
+    ``model``: a :class:`TracksTo4D` or an :class:`tracks4d.onnx_backend.OnnxNetwork`.
     Pixel intrinsics come from the track set, or :func:`guess_intrinsics`. ``meta`` records the timing and which
     tracks are visible in too few frames (:func:`min_visible_frames`; their estimates are less reliable).
     """
@@ -46,19 +87,16 @@ def run_network(model: TracksTo4D, tracks: TrackSet, device: str | torch.device 
         guess_intrinsics(tracks), (tracks.n_frames, 3, 3)).copy()
     inputs = network_inputs(tracks, k)[None].to(device)
     start = time.perf_counter()
-    out = model(inputs)
-    points = out.points()
-    depth = to_camera(points, out.rotation, out.centre)[..., 2]
+    pred = predict(model, inputs)
     seconds = time.perf_counter() - start
-    c2w = out.camera_to_world()[0].double().cpu().numpy()
+    c2w = pred.camera_to_world[0].astype(np.float64)
     k = k.copy()
-    k[:, :2, :2] *= out.focal_scale[0].double().cpu().numpy()[:, None, None]  # predicted focal correction (or 1)
+    k[:, :2, :2] *= pred.focal_scale[0].astype(np.float64)[:, None, None]  # predicted focal correction (or 1)
     few = np.flatnonzero(tracks.visible.sum(0) <= min_visible_frames(tracks.n_frames))
     meta = {"timings": {"network_s": seconds}, "intrinsics_guessed": tracks.intrinsics is None,
             "few_observation_tracks": few.tolist(), "model": model.config.to_dict()}
     return Reconstruction(
         camera_to_world=c2w, world_to_camera=invert_rigid(c2w), intrinsics=k,
-        points=points[0].cpu().numpy(), static_points=out.static_points[0].cpu().numpy(),
-        motion_level=out.motion_level[0].cpu().numpy(), depth=depth[0].cpu().numpy(),
-        bases=out.bases[0].transpose(0, 1).cpu().numpy(), coefficients=out.coefficients[0].cpu().numpy(),
+        points=pred.points[0], static_points=pred.static_points[0], motion_level=pred.motion_level[0],
+        depth=pred.depth[0], bases=pred.bases[0].transpose(1, 0, 2), coefficients=pred.coefficients[0],
         tracks=tracks.tracks, visible=tracks.visible, meta=meta)

@@ -1,7 +1,7 @@
 """The main job: video, frame folder or track file → :class:`Reconstruction` (and the frames, for pictures).
 
-Stages: decode → track → per window of ≤ 50 frames: [fine-tune] → network → stitch → [bundle adjustment].
-Timings of every stage go to ``meta["timings"]``.
+Stages: decode → track → per window of ≤ 50 frames: [fine-tune] → network → [bundle adjustment] → stitch →
+[bundle adjustment of the whole clip]. Timings of every stage go to ``meta["timings"]``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import default_checkpoint, load_model
+from .checkpoint import default_checkpoint
 from .contracts import Reconstruction, TrackSet
 from .finetune import finetune
 from .inference import guess_intrinsics, run_network
+from .onnx_backend import load_backend
 from .stitch import reconstruct_long
 from .tracking import TrackerConfig, track_clip
 from .video import Clip, read_video
@@ -33,16 +34,19 @@ MIN_INLIER_SHARE = 0.25
 class ReconstructOptions:
     """checkpoint: model file (None: the shipped one for ``device``, :func:`default_checkpoint`) · device · fx, fy, cx, cy or fov_deg: intrinsics in input pixels (None: unknown) ·
     tracker / tracker_checkpoint / grid / query_every: tracking · stride, max_frames, long_side: decoding ·
-    bundle_adjust · ba_gamma: static points for BA have γ below this (the paper: 0.008 pets, 0.005 out-of-domain;
+    bundle_adjust (a long clip: each window, then the stitched clip on the tracks that triangulate as static under
+    the stitched cameras, :func:`~tracks4d.track_sfm.static_tracks`) · ba_gamma: static points for BA have γ below this (the paper: 0.008 pets, 0.005 out-of-domain;
     None: the 40th percentile of this clip's γ) · camera_init: "auto" (BA starts from the network's cameras; when it
     cannot — under ``MIN_INLIER_SHARE`` of the static observations reproject within its gate, or its cameras barely
     move while the tracks show parallax —
     from cameras the tracks give, :mod:`tracks4d.track_sfm`)
     or "network" (never the fallback) · finetune_steps · window / overlap: long-video windows (the network
-    sees ≤ 50 frames)."""
+    sees ≤ 50 frames) · backend: "torch", or "onnx" (ONNX Runtime, :mod:`tracks4d.onnx_backend`; checkpoint may be
+    a .onnx file; no fine-tuning)."""
 
     checkpoint: str | Path | None = None
     device: str = "cpu"
+    backend: str = "torch"
     fx: float | None = None
     fy: float | None = None
     cx: float | None = None
@@ -111,6 +115,35 @@ def _from_track_cameras(rec: Reconstruction, known: bool) -> Reconstruction | No
     return None if report.too_little_structure else adjusted
 
 
+def _adjust(rec: Reconstruction, opts: ReconstructOptions, known: bool) -> Reconstruction:
+    """Bundle adjustment of one window's network output: from its cameras, or from the track cameras when those
+    cannot seed it (``camera_init="auto"``). ``meta`` records the γ threshold and the report."""
+    from .bundle_adjust import bundle_adjust
+
+    threshold = opts.ba_gamma if opts.ba_gamma is not None else float(np.quantile(rec.motion_level, 0.4))
+    adjusted, report = bundle_adjust(rec, gamma_threshold=threshold, refine_focal=not known)
+    # The network's cameras cannot seed BA when few static observations reproject within the gate, or when
+    # they barely move although the tracks show parallax (not rotation-only): then start from the track cameras.
+    stuck = not report.rotation_only and (report.skipped or report.fixed_structure
+                                          or report.n_inliers < MIN_INLIER_SHARE * report.n_observations)
+    if stuck and opts.camera_init == "auto":
+        adjusted = _from_track_cameras(rec, known) or adjusted
+    return replace(adjusted, meta={**adjusted.meta, "ba_gamma_threshold": threshold})
+
+
+def _adjust_stitched(rec: Reconstruction, known: bool) -> Reconstruction:
+    """Bundle adjustment of a stitched clip from its (already adjusted) windows' cameras, on the tracks that
+    triangulate as static points under them (or rotation-only cameras when the track homographies say so); the
+    input when that finds too little or is rejected."""
+    from .bundle_adjust import bundle_adjust
+    from .track_sfm import static_tracks
+
+    adjusted, report = bundle_adjust(rec, gamma_threshold=np.inf, static_mask=static_tracks(rec),
+                                     refine_focal=not known)
+    return adjusted if report.rotation_only or not report.skipped else replace(rec, meta={**rec.meta, "stitched_bundle_adjustment":
+                                                                   report.to_dict()})
+
+
 def reconstruct(source: str | Path | TrackSet, checkpoint: str | Path | None = None, **options) -> Reconstruction:
     """``tracks4d.reconstruct("clip.mp4", bundle_adjust=True)``: the reconstruction of a video, frame folder, track
     file or TrackSet with the shipped checkpoint (or ``checkpoint``); ``options`` are :class:`ReconstructOptions`
@@ -125,7 +158,9 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions) -> Rec
     timings: dict[str, float] = {}
     start = time.perf_counter()
     checkpoint = opts.checkpoint if opts.checkpoint is not None else default_checkpoint(opts.device)
-    model, payload = load_model(checkpoint, opts.device)
+    if opts.backend == "onnx" and opts.finetune_steps > 0:
+        raise ValueError("fine-tuning needs the torch backend (--backend torch)")
+    model, payload = load_backend(checkpoint, opts.backend, opts.device)
     timings["load_model_s"] = time.perf_counter() - start
     clip = None
     if isinstance(source, TrackSet):
@@ -146,7 +181,8 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions) -> Rec
     k = given if given is not None else (tracks.intrinsics if tracks.intrinsics is not None
                                          else guess_intrinsics(tracks))
     tracks = TrackSet(tracks.tracks, tracks.visible, k, tracks.image_size, tracks.query_frame, tracks.ground_truth)
-    net_s, tune_s, reports = [0.0], [0.0], []
+    net_s, tune_s, ba_s, reports = [0.0], [0.0], [0.0], []
+    long = tracks.n_frames > opts.window
 
     def run_window(sub: TrackSet) -> Reconstruction:
         window_model = model
@@ -159,32 +195,25 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions) -> Rec
         t0 = time.perf_counter()
         rec = run_network(window_model, sub, opts.device)
         net_s[0] += time.perf_counter() - t0
+        if opts.bundle_adjust:
+            t0 = time.perf_counter()
+            rec = _adjust(rec, opts, known)
+            ba_s[0] += time.perf_counter() - t0
         return rec
 
     t = time.perf_counter()
-    rec = (run_window(tracks) if tracks.n_frames <= opts.window
-           else reconstruct_long(tracks, run_window, opts.window, opts.overlap))
+    rec = reconstruct_long(tracks, run_window, opts.window, opts.overlap) if long else run_window(tracks)
     timings["network_s"] = net_s[0]
     if opts.finetune_steps > 0:
         timings["finetune_s"] = tune_s[0]
     timings["windows_s"] = time.perf_counter() - t
-    meta = dict(rec.meta)
+    if opts.bundle_adjust and long:
+        t0 = time.perf_counter()
+        rec = _adjust_stitched(rec, known)
+        ba_s[0] += time.perf_counter() - t0
     if opts.bundle_adjust:
-        from .bundle_adjust import bundle_adjust
-
-        t = time.perf_counter()
-        threshold = opts.ba_gamma if opts.ba_gamma is not None else float(np.quantile(rec.motion_level, 0.4))
-        adjusted, report = bundle_adjust(rec, gamma_threshold=threshold, refine_focal=not known)
-        # The network's cameras cannot seed BA when few static observations reproject within the gate, or when
-        # they barely move although the tracks show parallax (not rotation-only): then start from the track cameras.
-        stuck = not report.rotation_only and (report.skipped or report.fixed_structure
-                                              or report.n_inliers < MIN_INLIER_SHARE * report.n_observations)
-        if stuck and opts.camera_init == "auto":
-            adjusted = _from_track_cameras(rec, known) or adjusted
-        rec = adjusted
-        meta["ba_gamma_threshold"] = threshold
-        timings["bundle_adjustment_s"] = time.perf_counter() - t
-        meta.update(rec.meta)
+        timings["bundle_adjustment_s"] = ba_s[0]
+    meta = dict(rec.meta)
     timings["total_s"] = time.perf_counter() - start
     meta.update({
         "timings": timings, "checkpoint": str(checkpoint), "checkpoint_step": int(payload.get("step", 0)),
