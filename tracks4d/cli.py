@@ -151,6 +151,22 @@ def _view(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """Run the web service (``service.create_app``) with uvicorn until Ctrl-C; settings from TRACKS4D_* variables
+    and the flags given here."""
+    try:
+        import uvicorn
+        from service import Settings, create_app
+    except ImportError as exc:  # the service extra is optional
+        print(f"tracks4d: error: the service needs its extra: pip install 'tracks4d[service]' ({exc})",
+              file=sys.stderr)
+        return 2
+    overrides = {k: v for k, v in (("data_dir", args.data_dir), ("checkpoint", args.checkpoint),
+                                   ("device", args.device), ("backend", args.backend)) if v is not None}
+    uvicorn.run(create_app(Settings(**overrides)), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tracks4d", description=__doc__)
     p.add_argument("--version", action="version", version=f"tracks4d {__version__}")
@@ -221,6 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("-o", "--output", required=True, help=".onnx file to write")
     x.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version (14–20)")
     x.set_defaults(func=_export_onnx)
+    sv = sub.add_parser("serve", help="run the HTTP service (POST /reconstruct, jobs, metrics) with uvicorn")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--data-dir", help="job and result storage (default: $TRACKS4D_DATA_DIR or ./tracks4d-data)")
+    sv.add_argument("--checkpoint", help="model (default: $TRACKS4D_CHECKPOINT or the shipped one)")
+    sv.add_argument("--device", help="cpu, cuda or auto (default: $TRACKS4D_DEVICE or cpu)")
+    sv.add_argument("--backend", choices=BACKENDS, help="default network backend (default: $TRACKS4D_BACKEND)")
+    sv.add_argument("--log-level", default="info")
+    sv.set_defaults(func=_serve)
     return p
 
 

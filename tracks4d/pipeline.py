@@ -151,8 +151,12 @@ def reconstruct(source: str | Path | TrackSet, checkpoint: str | Path | None = N
     return run_pipeline(source, ReconstructOptions(checkpoint=checkpoint, **options)).reconstruction
 
 
-def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions) -> ReconstructResult:
-    """Run the whole pipeline on a video file, a frame folder, a track ``.npz`` or a :class:`TrackSet`."""
+def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions,
+                 network: tuple | None = None) -> ReconstructResult:
+    """Run the whole pipeline on a video file, a frame folder, a track ``.npz`` or a :class:`TrackSet`.
+
+    network: an already loaded ``(network, payload)`` from :func:`~tracks4d.onnx_backend.load_backend` (a server
+    loads it once), else it is loaded from ``opts.checkpoint`` / ``opts.backend``."""
     if opts.camera_init not in CAMERA_INITS:
         raise ValueError(f"camera_init must be one of {CAMERA_INITS}, got {opts.camera_init!r}")
     timings: dict[str, float] = {}
@@ -160,7 +164,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions) -> Rec
     checkpoint = opts.checkpoint if opts.checkpoint is not None else default_checkpoint(opts.device)
     if opts.backend == "onnx" and opts.finetune_steps > 0:
         raise ValueError("fine-tuning needs the torch backend (--backend torch)")
-    model, payload = load_backend(checkpoint, opts.backend, opts.device)
+    model, payload = network if network is not None else load_backend(checkpoint, opts.backend, opts.device)
     timings["load_model_s"] = time.perf_counter() - start
     clip = None
     if isinstance(source, TrackSet):

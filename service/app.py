@@ -1,0 +1,313 @@
+"""The FastAPI app: ``create_app(settings)``.
+
+POST /reconstruct (multipart ``file`` = video or track .npz, or a JSON :class:`TrackRequest`) → 200 with a
+:class:`ReconstructionSummary`, or 202 with a job id; GET /jobs/{id}, /jobs/{id}/result, /jobs/{id}/summary,
+DELETE /jobs/{id}; GET /healthz, /readyz, /metrics (Prometheus).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.concurrency import run_in_threadpool
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+import tracks4d
+
+from .inputs import InputProblem, check_track_file, check_video, sniff, tracks_from_json
+from .jobs import FINISHED, JobStore
+from .schemas import JobAccepted, JobStatus, Problem, ReconstructionSummary, ReconstructParams, TrackRequest
+from .settings import Settings
+from .worker import Runner
+
+__all__ = ["create_app"]
+
+INTERRUPTED = "interrupted: the server stopped before this job finished; send it again"
+UPLOAD_FIELDS = {"file": {"type": "string", "format": "binary", "description": "a video or a track .npz"}}
+
+
+class Metrics:
+    """Prometheus metrics of one app (own registry, so several apps can live in one process)."""
+
+    def __init__(self, queue_depth):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("tracks4d_http_requests", "HTTP requests", ["method", "route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("tracks4d_http_request_duration_seconds", "HTTP request latency",
+                                 ["method", "route"], registry=self.registry)
+        self.jobs = Counter("tracks4d_jobs_finished", "finished jobs", ["state"], registry=self.registry)
+        self.failures = Counter("tracks4d_job_failures", "failed jobs by cause", ["kind"], registry=self.registry)
+        self.job_seconds = Histogram("tracks4d_job_duration_seconds", "job run time", ["state"],
+                                     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900), registry=self.registry)
+        self.rejected = Counter("tracks4d_jobs_rejected", "jobs refused before queueing", ["reason"],
+                                registry=self.registry)
+        Gauge("tracks4d_queue_depth", "jobs waiting", registry=self.registry).set_function(queue_depth)
+
+
+class _BodyLimit:
+    """Refuses request bodies over ``max_bytes`` (413), by Content-Length or as they stream in."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            response = JSONResponse({"detail": self._message()}, status_code=413)
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(413, self._message())
+            return message
+
+        return await self.app(scope, limited, send)
+
+    def _message(self) -> str:
+        return f"request body over the limit of {self.max_bytes / 2**20:g} MB"
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _store(request: Request) -> JobStore:
+    return request.app.state.store
+
+
+def _runner(request: Request) -> Runner:
+    return request.app.state.runner
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+StoreDep = Annotated[JobStore, Depends(_store)]
+RunnerDep = Annotated[Runner, Depends(_runner)]
+
+
+def _job_or_404(store: JobStore, job_id: str):
+    job = store.get(job_id)
+    if job is None:
+        raise HTTPException(404, "no job with this id")
+    return job
+
+
+async def _from_upload(request: Request, folder, settings: Settings) -> tuple[ReconstructParams, str, str, float]:
+    """Save the multipart ``file`` into ``folder`` under a name of ours; (params, kind, file name, N·P)."""
+    form = await request.form(max_files=1, max_fields=20)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise InputProblem(422, "missing the multipart field 'file' (a video or a track .npz)")
+    fields = {k: v for k, v in form.items() if k != "file"}
+    try:
+        params = ReconstructParams.model_validate(fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+    head = await upload.read(16)
+    kind = sniff(head)
+    if kind is None:
+        raise InputProblem(415, "unsupported file type: send a video (mp4, mov, webm, mkv, avi, mpg) or a track .npz")
+    name = "input.npz" if kind == "npz" else "input" + kind
+    await upload.seek(0)
+    with open(folder / name, "wb") as out:
+        await run_in_threadpool(shutil.copyfileobj, upload.file, out)
+    if kind == "npz":
+        tracks = await run_in_threadpool(check_track_file, folder / name, settings)
+        return params, "tracks", name, tracks.n_frames * tracks.n_points
+    await run_in_threadpool(check_video, folder / name, settings, params.max_frames, params.stride)
+    return params, "video", name, float("inf")
+
+
+async def _from_json(request: Request, folder, settings: Settings) -> tuple[ReconstructParams, str, str, float]:
+    body = await request.body()
+    try:
+        req = TrackRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+    tracks = await run_in_threadpool(tracks_from_json, req.tracks, req.visible, req.intrinsics, req.image_size,
+                                     settings)
+    await run_in_threadpool(tracks.save, folder / "input.npz")
+    params = ReconstructParams.model_validate(req.model_dump(include=set(ReconstructParams.model_fields)))
+    return params, "tracks", "input.npz", tracks.n_frames * tracks.n_points
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The service, configured by ``settings`` (default: from the environment)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        store = JobStore(settings.data_dir)
+        store.fail_unfinished(INTERRUPTED)
+        runner = Runner(settings, store, on_finish=_finished)
+        app.state.store, app.state.runner = store, runner
+        runner.start()
+        yield
+        runner.stop()
+        store.fail_unfinished(INTERRUPTED)
+
+    def _finished(job, seconds: float) -> None:
+        metrics.jobs.labels(job.state).inc()
+        metrics.job_seconds.labels(job.state).observe(seconds)
+        if job.state == "failed":
+            metrics.failures.labels(job.error_kind or "internal").inc()
+
+    app = FastAPI(title="tracks4d", version=tracks4d.__version__, lifespan=lifespan,
+                  description="Video or 2D point tracks → cameras and per-frame 3D points (TracksTo4D).")
+    app.state.settings = settings
+    metrics = Metrics(lambda: app.state.runner.queue.qsize() if hasattr(app.state, "runner") else 0)
+    app.state.metrics = metrics
+    app.add_middleware(_BodyLimit, max_bytes=settings.max_upload_bytes)
+
+    @app.middleware("http")
+    async def count(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = route.path if route is not None else "unmatched"
+        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
+        metrics.latency.labels(request.method, path).observe(time.perf_counter() - start)
+        return response
+
+    @app.exception_handler(InputProblem)
+    async def input_problem(request: Request, exc: InputProblem):
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
+                 for e in exc.errors()]
+        errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()[:20]]
+        return JSONResponse({"detail": "; ".join(parts)[:2000], "errors": jsonable_encoder(errors)}, status_code=422)
+
+    errors = {code: {"model": Problem} for code in (413, 415, 422, 429, 503)}
+
+    @app.post("/reconstruct", response_model=ReconstructionSummary,
+              responses={202: {"model": JobAccepted, "description": "queued: poll status_url"}, **errors},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                      **UPLOAD_FIELDS, **ReconstructParams.model_json_schema()["properties"]}}},
+                  "application/json": {"schema": {"$ref": "#/components/schemas/TrackRequest"}}}}})
+    async def reconstruct(request: Request, settings: SettingsDep, store: StoreDep, runner: RunnerDep):
+        """Reconstruct a video or a track set. Small track requests (mode auto) or mode sync answer 200 with the
+        summary; others 202 with a job id. 429 when the queue is full."""
+        if not runner.ready.is_set():
+            raise HTTPException(503, "the model is not loaded yet; retry shortly", headers={"Retry-After": "5"})
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith(("multipart/form-data", "application/json")):
+            raise InputProblem(415, "send multipart/form-data with a field 'file', or an application/json track "
+                                    "request")
+        if store.usage_bytes() > settings.disk_cap_mb * 2**20:
+            await run_in_threadpool(store.cleanup, int(settings.disk_cap_mb * 2**20), settings.result_ttl_s)
+            if store.usage_bytes() > settings.disk_cap_mb * 2**20:
+                metrics.rejected.labels("disk_full").inc()
+                raise HTTPException(503, "result storage is full; retry later", headers={"Retry-After": "60"})
+        job_id, folder = store.new_folder()
+        try:
+            read = _from_upload if content_type.startswith("multipart/form-data") else _from_json
+            params, kind, name, entries = await read(request, folder, settings)
+            if params.finetune_steps > settings.max_finetune_steps:
+                raise InputProblem(422, f"finetune_steps {params.finetune_steps} > {settings.max_finetune_steps}")
+        except BaseException:
+            store.discard_folder(folder)
+            raise
+        job = store.create(job_id, kind, name, params.pipeline_options())
+        if not runner.submit(job):
+            store.delete(job_id)
+            metrics.rejected.labels("queue_full").inc()
+            raise HTTPException(429, f"the job queue is full ({settings.queue_size} waiting); retry later",
+                                headers={"Retry-After": "10"})
+        sync = params.mode == "sync" or (params.mode == "auto" and kind == "tracks" and params.finetune_steps == 0
+                                         and entries <= settings.sync_max_entries)
+        if not sync:
+            body = JobAccepted(**job.public(), status_url=f"/jobs/{job_id}", result_url=f"/jobs/{job_id}/result")
+            return JSONResponse(body.model_dump(), status_code=202, headers={"Location": f"/jobs/{job_id}"})
+        while job.state not in FINISHED:
+            await asyncio.sleep(0.02)
+        if job.state == "failed":
+            status = {"input": 422, "timeout": 503, "interrupted": 503}.get(job.error_kind or "", 500)
+            return JSONResponse({"detail": job.error, "id": job_id}, status_code=status)
+        return JSONResponse(store.summary(job))
+
+    @app.get("/jobs/{job_id}", response_model=JobStatus, responses={404: {"model": Problem}})
+    async def job_status(job_id: str, store: StoreDep):
+        """State (queued, running, done, failed), progress in [0, 1] and the error of a failed job."""
+        return _job_or_404(store, job_id).public()
+
+    @app.get("/jobs/{job_id}/result", response_class=FileResponse,
+             responses={200: {"content": {"application/octet-stream": {}}, "description": "reconstruction.npz"},
+                        404: {"model": Problem}, 409: {"model": Problem}})
+    async def job_result(job_id: str, store: StoreDep):
+        """The ``reconstruction.npz`` (``tracks4d.Reconstruction.load``) of a finished job."""
+        job = _job_or_404(store, job_id)
+        if job.state != "done":
+            raise HTTPException(409, f"the job is {job.state}" + (f": {job.error}" if job.error else ""))
+        return FileResponse(store.result_path(job), media_type="application/octet-stream",
+                            filename="reconstruction.npz")
+
+    @app.get("/jobs/{job_id}/summary", response_model=ReconstructionSummary,
+             responses={404: {"model": Problem}, 409: {"model": Problem}})
+    async def job_summary(job_id: str, store: StoreDep):
+        """The JSON summary of a finished job (what a synchronous request returns)."""
+        job = _job_or_404(store, job_id)
+        if job.state != "done":
+            raise HTTPException(409, f"the job is {job.state}" + (f": {job.error}" if job.error else ""))
+        return JSONResponse(store.summary(job))
+
+    @app.delete("/jobs/{job_id}", status_code=204, responses={404: {"model": Problem}})
+    async def delete_job(job_id: str, store: StoreDep, runner: RunnerDep):
+        """Forget a job and its files; a queued or running one is stopped."""
+        job = _job_or_404(store, job_id)
+        if job.state not in FINISHED:
+            runner.cancel(job_id)
+        store.delete(job_id)
+        return Response(status_code=204)
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        """The server answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"model": Problem}})
+    async def readyz(runner: RunnerDep):
+        """200 once the model is loaded in the worker."""
+        if not runner.ready.is_set():
+            detail = f"model failed to load: {runner.broken}" if runner.broken else "model not loaded yet"
+            return JSONResponse({"detail": detail}, status_code=503)
+        return {"status": "ready", **runner.model_info}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus() -> Response:
+        """Prometheus metrics: requests and latency per route, job durations and failures, queue depth."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            track_schema = TrackRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(track_schema.pop("$defs", {}))
+            components["TrackRequest"] = track_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+    return app

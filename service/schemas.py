@@ -1,0 +1,85 @@
+"""Request and response models of the service (they are its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["ReconstructParams", "TrackRequest", "JobStatus", "JobAccepted", "ReconstructionSummary", "Problem"]
+
+
+class ReconstructParams(BaseModel):
+    """Options of one reconstruction (multipart form fields, or JSON body fields next to the tracks).
+
+    Intrinsics are in input pixels: fx (fy, cx, cy optional) or fov_deg (horizontal); none: estimated.
+    max_frames / stride apply to videos. mode: auto answers small track requests at once and queues the rest
+    (202 + job id); sync always waits for the result; async always queues."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bundle_adjust: bool = False
+    finetune_steps: int = Field(0, ge=0, le=10_000)
+    fx: float | None = Field(None, gt=0, allow_inf_nan=False)
+    fy: float | None = Field(None, gt=0, allow_inf_nan=False)
+    cx: float | None = Field(None, ge=0, allow_inf_nan=False)
+    cy: float | None = Field(None, ge=0, allow_inf_nan=False)
+    fov_deg: float | None = Field(None, gt=1, lt=179)
+    grid: int = Field(15, ge=2, le=64, description="tracker grid (videos)")
+    max_frames: int | None = Field(None, ge=2, description="decode at most this many frames (videos)")
+    stride: int = Field(1, ge=1, le=100, description="keep every stride-th frame (videos)")
+    backend: Literal["torch", "onnx"] | None = Field(None, description="network backend; None: the server's")
+    mode: Literal["auto", "sync", "async"] = "auto"
+
+    @model_validator(mode="after")
+    def _intrinsics_complete(self) -> "ReconstructParams":
+        if self.fx is None and self.fov_deg is None and any(v is not None for v in (self.fy, self.cx, self.cy)):
+            raise ValueError("give fx (with optional fy, cx, cy) or fov_deg")
+        return self
+
+    def pipeline_options(self) -> dict:
+        """The :class:`tracks4d.pipeline.ReconstructOptions` fields these set."""
+        return self.model_dump(exclude={"mode"} | ({"backend"} if self.backend is None else set()))
+
+
+class TrackRequest(ReconstructParams):
+    """2D tracks as JSON: tracks N×P×2 pixels (any finite value where not visible), visible N×P."""
+
+    tracks: list[list[list[float]]]
+    visible: list[list[bool]]
+    intrinsics: list[list[float]] | None = Field(None, description="3×3 pixel K")
+    image_size: list[int] | None = Field(None, description="[W, H]")
+
+
+class JobStatus(BaseModel):
+    id: str
+    state: Literal["queued", "running", "done", "failed"]
+    progress: float
+    error: str | None = None
+
+
+class JobAccepted(JobStatus):
+    status_url: str
+    result_url: str
+
+
+class ReconstructionSummary(BaseModel):
+    """Cameras (N×4×4 camera-to-world, N×3×3 pixel K), motion levels (P), per-frame points (N×P×3, null when
+    large: fetch ``result_url``), timings in seconds, the bundle adjustment report."""
+
+    id: str
+    n_frames: int
+    n_points: int
+    camera_to_world: list[list[list[float]]]
+    intrinsics: list[list[list[float]]]
+    motion_level: list[float]
+    points: list[list[list[float]]] | None
+    result_url: str
+    timings: dict[str, float | None]
+    bundle_adjustment: dict | None = None
+
+
+class Problem(BaseModel):
+    """An error: what was wrong."""
+
+    detail: str

@@ -1,0 +1,233 @@
+"""The job runner: a bounded queue, one worker process that loads the model once and reconstructs job after job,
+and a supervisor thread that enforces the per-job time limit (a job over it is stopped by restarting the worker).
+
+A crash or a time-out in the worker never takes the server down; the job fails with a message saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import queue
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from .jobs import SUMMARY, Job, JobStore
+from .settings import Settings
+
+__all__ = ["Runner", "summarize"]
+
+READY_TIMEOUT_S = 600.0
+CLEANUP_EVERY_S = 60.0
+
+
+def _finite(value):
+    """``value`` with every NaN/inf float replaced by None (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def summarize(rec, job_id: str, inline_points_max: int) -> dict:
+    """The JSON summary of a reconstruction: cameras, motion levels, per-frame points when small, timings."""
+    n, p = rec.n_frames, rec.n_points
+    meta = rec.meta
+    return _finite({
+        "id": job_id, "n_frames": n, "n_points": p,
+        "camera_to_world": rec.camera_to_world.round(6).tolist(),
+        "intrinsics": rec.intrinsics.round(4).tolist(),
+        "motion_level": rec.motion_level.round(6).tolist(),
+        "points": rec.points.round(5).tolist() if n * p <= inline_points_max else None,
+        "result_url": f"/jobs/{job_id}/result",
+        "timings": meta.get("timings", {}),
+        "bundle_adjustment": meta.get("bundle_adjustment"),
+    })
+
+
+def _worker_main(conn, settings_json: str) -> None:
+    """Worker process: load the network once, then run the jobs the supervisor sends until it sends None."""
+    from tracks4d.checkpoint import default_checkpoint
+    from tracks4d.onnx_backend import load_backend
+    from tracks4d.pipeline import ReconstructOptions, run_pipeline
+
+    settings = Settings.model_validate_json(settings_json)
+    device = settings.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    checkpoint = settings.checkpoint or default_checkpoint(device)
+    try:
+        networks = {settings.backend: load_backend(checkpoint, settings.backend, device)}
+    except Exception as exc:  # noqa: BLE001 - reported to the server, which stays not-ready
+        conn.send(("broken", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", {"checkpoint": str(checkpoint), "backend": settings.backend, "device": device}))
+    while True:
+        message = conn.recv()
+        if message is None:
+            return
+        job_id, source, options, folder = message
+        try:
+            backend = options.get("backend") or settings.backend
+            if backend not in networks:
+                networks[backend] = load_backend(checkpoint, backend, device)
+            opts = ReconstructOptions(checkpoint=checkpoint, device=device, progress=False,
+                                      **{**options, "backend": backend})
+            rec = run_pipeline(source, opts, networks[backend]).reconstruction
+            rec.save(Path(folder) / "reconstruction.npz")
+            summary = summarize(rec, job_id, settings.inline_points_max_entries)
+            tmp = Path(folder) / (SUMMARY + ".tmp")
+            tmp.write_text(json.dumps(summary))
+            os.replace(tmp, Path(folder) / SUMMARY)
+            conn.send(("done", job_id, None))
+        except ValueError as exc:  # bad input found while reconstructing (ContractError, VideoError, ...)
+            conn.send(("failed", job_id, ("input", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)))
+        except Exception as exc:  # noqa: BLE001 - any other failure fails this job, not the server
+            traceback.print_exc()
+            conn.send(("failed", job_id, ("internal", f"internal error: {type(exc).__name__}: {exc}")))
+
+
+class Runner:
+    """Queue + supervisor thread + worker process. ``on_finish(job, seconds)`` is told of every finished job."""
+
+    def __init__(self, settings: Settings, store: JobStore, on_finish: Callable[[Job, float], None] | None = None):
+        self.settings, self.store = settings, store
+        self.queue: queue.Queue[str] = queue.Queue(maxsize=settings.queue_size)
+        self.ready = threading.Event()
+        self.model_info: dict = {}
+        self.broken: str | None = None
+        self._on_finish = on_finish or (lambda job, seconds: None)
+        self._stop = threading.Event()
+        self._cancel: set[str] = set()
+        self._process = None
+        self._conn = None
+        self._thread = threading.Thread(target=self._loop, name="tracks4d-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._kill_worker(graceful=True)
+
+    def submit(self, job: Job) -> bool:
+        """Queue a job; False when the queue is full."""
+        try:
+            self.queue.put_nowait(job.id)
+        except queue.Full:
+            return False
+        return True
+
+    def cancel(self, job_id: str) -> None:
+        """Stop a running job (its worker restarts); a queued one is skipped when its turn comes."""
+        self._cancel.add(job_id)
+
+    # -- supervisor ------------------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        last_cleanup = 0.0
+        while not self._stop.is_set():
+            if self._process is None or not self._process.is_alive():
+                if not self._start_worker():
+                    return
+            if time.time() - last_cleanup > CLEANUP_EVERY_S:
+                self._cleanup()
+                last_cleanup = time.time()
+            try:
+                job_id = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            job = self.store.get(job_id)
+            if job is None or job.state != "queued" or job_id in self._cancel:
+                self._cancel.discard(job_id)
+                continue
+            self._run(job)
+            self._cleanup()
+            last_cleanup = time.time()
+
+    def _run(self, job: Job) -> None:
+        start = time.time()
+        self.store.update(job, state="running", started=start, progress=0.1)
+        folder = self.store.folder(job)
+        self._conn.send((job.id, str(self.store.input_path(job)), job.options, str(folder)))
+        deadline = start + self.settings.job_timeout_s
+        while True:
+            if self._conn.poll(0.1):
+                try:
+                    _, _, error = self._conn.recv()
+                except EOFError:
+                    error = ("internal", "the worker process died")
+                break
+            if job.id in self._cancel:
+                self._kill_worker()
+                self._cancel.discard(job.id)
+                return
+            if self._stop.is_set():
+                return  # shutdown: the app marks the job interrupted
+            if time.time() > deadline:
+                self._kill_worker()
+                error = ("timeout", f"stopped at the time limit of {self.settings.job_timeout_s:g} s")
+                break
+            if not self._process.is_alive():
+                error = ("internal", f"the worker process died (exit code {self._process.exitcode})")
+                self._process = None
+                break
+        if error is None:
+            self.store.update(job, state="done", progress=1.0, finished=time.time())
+        else:
+            kind, message = error
+            self.store.update(job, state="failed", error=message, error_kind=kind, finished=time.time())
+        self._on_finish(job, time.time() - start)
+
+    def _start_worker(self) -> bool:
+        """Start the worker and wait until it has loaded the model; False when it cannot (or on shutdown)."""
+        self.ready.clear()
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self._process = ctx.Process(target=_worker_main, args=(child, self.settings.model_dump_json()),
+                                    name="tracks4d-worker", daemon=True)
+        self._process.start()
+        self._conn = parent
+        deadline = time.time() + READY_TIMEOUT_S
+        while not self._stop.is_set() and time.time() < deadline:
+            if parent.poll(0.2):
+                status, info = parent.recv()
+                if status == "ready":
+                    self.model_info, self.broken = info, None
+                    self.ready.set()
+                    return True
+                self.broken = info
+                return False
+            if not self._process.is_alive():
+                self.broken = f"the worker exited while loading the model (exit code {self._process.exitcode})"
+                return False
+        return False
+
+    def _kill_worker(self, graceful: bool = False) -> None:
+        self.ready.clear()
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if graceful and process.is_alive() and self._conn is not None:
+            try:
+                self._conn.send(None)
+                process.join(timeout=5)
+            except (OSError, ValueError):
+                pass
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=5)
+
+    def _cleanup(self) -> None:
+        self.store.cleanup(int(self.settings.disk_cap_mb * 2**20), self.settings.result_ttl_s)
