@@ -33,6 +33,9 @@ from .worker import Runner
 __all__ = ["create_app"]
 
 INTERRUPTED = "interrupted: the server stopped before this job finished; send it again"
+JOB_LINKS = {name: {"operationId": op, "parameters": {"job_id": "$response.body#/id"}}
+             for name, op in (("GetJob", "get_job"), ("GetJobResult", "get_job_result"),
+                              ("GetJobSummary", "get_job_summary"), ("DeleteJob", "delete_job"))}
 UPLOAD_FIELDS = {"file": {"type": "string", "format": "binary", "description": "a video or a track .npz"}}
 
 
@@ -198,7 +201,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors = {code: {"model": Problem} for code in (413, 415, 422, 429, 503)}
 
     @app.post("/reconstruct", response_model=ReconstructionSummary,
-              responses={202: {"model": JobAccepted, "description": "queued: poll status_url"}, **errors},
+              operation_id="reconstruct",
+              responses={200: {"links": JOB_LINKS},
+                         202: {"model": JobAccepted, "description": "queued: poll status_url", "links": JOB_LINKS},
+                         **errors},
               openapi_extra={"requestBody": {"required": True, "content": {
                   "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
                       **UPLOAD_FIELDS, **ReconstructParams.model_json_schema()["properties"]}}},
@@ -244,12 +250,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"detail": job.error, "id": job_id}, status_code=status)
         return JSONResponse(store.summary(job))
 
-    @app.get("/jobs/{job_id}", response_model=JobStatus, responses={404: {"model": Problem}})
+    @app.get("/jobs/{job_id}", response_model=JobStatus, operation_id="get_job", responses={404: {"model": Problem}})
     async def job_status(job_id: str, store: StoreDep):
         """State (queued, running, done, failed), progress in [0, 1] and the error of a failed job."""
         return _job_or_404(store, job_id).public()
 
-    @app.get("/jobs/{job_id}/result", response_class=FileResponse,
+    @app.get("/jobs/{job_id}/result", response_class=FileResponse, operation_id="get_job_result",
              responses={200: {"content": {"application/octet-stream": {}}, "description": "reconstruction.npz"},
                         404: {"model": Problem}, 409: {"model": Problem}})
     async def job_result(job_id: str, store: StoreDep):
@@ -260,7 +266,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return FileResponse(store.result_path(job), media_type="application/octet-stream",
                             filename="reconstruction.npz")
 
-    @app.get("/jobs/{job_id}/summary", response_model=ReconstructionSummary,
+    @app.get("/jobs/{job_id}/summary", response_model=ReconstructionSummary, operation_id="get_job_summary",
              responses={404: {"model": Problem}, 409: {"model": Problem}})
     async def job_summary(job_id: str, store: StoreDep):
         """The JSON summary of a finished job (what a synchronous request returns)."""
@@ -269,7 +275,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(409, f"the job is {job.state}" + (f": {job.error}" if job.error else ""))
         return JSONResponse(store.summary(job))
 
-    @app.delete("/jobs/{job_id}", status_code=204, responses={404: {"model": Problem}})
+    @app.delete("/jobs/{job_id}", status_code=204, operation_id="delete_job", responses={404: {"model": Problem}})
     async def delete_job(job_id: str, store: StoreDep, runner: RunnerDep):
         """Forget a job and its files; a queued or running one is stopped."""
         job = _job_or_404(store, job_id)

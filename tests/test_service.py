@@ -1,0 +1,252 @@
+"""The HTTP service against a real uvicorn server on 127.0.0.1 (``tracks4d serve`` in a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.jobs import JobStore
+from tracks4d.contracts import Reconstruction, TrackSet
+from training.synthetic import SceneConfig, generate_scene
+
+from service_server import Server
+from test_track_cli import write_mp4
+from test_tracking import shifted_clip
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+LIMITS = {"max_upload_mb": 2, "max_frames": 120, "max_tracks": 500, "queue_size": 3}
+
+
+def small_tracks(seed: int = 0, n_frames: int = 20, step: int = 6) -> TrackSet:
+    scene = generate_scene(seed, SceneConfig(n_frames=n_frames))
+    return scene.tracks.subset(points=np.arange(0, scene.tracks.n_points, step))
+
+
+def json_body(tracks: TrackSet, **options) -> dict:
+    k = tracks.intrinsics if tracks.intrinsics.ndim == 2 else tracks.intrinsics[0]
+    return {"tracks": tracks.tracks.tolist(), "visible": tracks.visible.tolist(), "intrinsics": k.tolist(), **options}
+
+
+def npz_bytes(tracks: TrackSet, tmp_path: Path) -> bytes:
+    tracks.save(tmp_path / "upload.npz")
+    return (tmp_path / "upload.npz").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("service") / "data", **LIMITS)
+    yield srv
+    srv.stop()
+
+
+def test_health_readiness_metrics_and_docs(server):
+    assert server.client.get("/healthz").json() == {"status": "ok"}
+    ready = server.client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["checkpoint"].endswith("tracks4d-small.pt")
+    schema = server.client.get("/openapi.json").json()
+    body = schema["paths"]["/reconstruct"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "application/json"} <= set(body)
+    assert {"/jobs/{job_id}", "/jobs/{job_id}/result", "/metrics", "/readyz"} <= set(schema["paths"])
+    text = server.client.get("/metrics").text
+    for name in ("tracks4d_http_requests_total", "tracks4d_http_request_duration_seconds", "tracks4d_queue_depth",
+                 "tracks4d_job_duration_seconds"):
+        assert name in text
+
+
+def test_small_json_request_answers_with_the_reconstruction(server, tmp_path):
+    tracks = small_tracks()
+    r = server.client.post("/reconstruct", json=json_body(tracks, bundle_adjust=True))
+    assert r.status_code == 200, r.text
+    summary = r.json()
+    n, p = tracks.n_frames, tracks.n_points
+    assert (summary["n_frames"], summary["n_points"]) == (n, p)
+    assert np.asarray(summary["camera_to_world"]).shape == (n, 4, 4)
+    assert np.asarray(summary["points"]).shape == (n, p, 3) and len(summary["motion_level"]) == p
+    assert summary["timings"]["network_s"] > 0 and summary["bundle_adjustment"] is not None
+    result = server.client.get(summary["result_url"])
+    assert result.status_code == 200
+    (tmp_path / "r.npz").write_bytes(result.content)
+    rec = Reconstruction.load(tmp_path / "r.npz")
+    np.testing.assert_allclose(rec.camera_to_world, summary["camera_to_world"], atol=1e-5)
+    np.testing.assert_array_equal(rec.tracks, tracks.tracks)
+
+
+def test_onnx_backend_per_request_matches_torch(server):
+    body = json_body(small_tracks(8))
+    torch_summary = server.client.post("/reconstruct", json=body).json()
+    r = server.client.post("/reconstruct", json={**body, "backend": "onnx"})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(r.json()["camera_to_world"], torch_summary["camera_to_world"], atol=1e-4)
+    np.testing.assert_allclose(r.json()["points"], torch_summary["points"], atol=1e-3)
+
+
+def test_track_file_upload_as_a_job(server, tmp_path):
+    tracks = small_tracks(1)
+    r = server.client.post("/reconstruct", files={"file": ("anything.bin", npz_bytes(tracks, tmp_path))},
+                           data={"mode": "async", "fov_deg": "60"})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert r.headers["location"] == f"/jobs/{job['id']}" and job["state"] in ("queued", "running", "done")
+    status = server.wait_job(job["id"])
+    assert status == {"id": job["id"], "state": "done", "progress": 1.0, "error": None}
+    summary = server.client.get(f"/jobs/{job['id']}/summary").json()
+    assert summary["n_points"] == tracks.n_points
+    assert server.client.delete(f"/jobs/{job['id']}").status_code == 204
+    assert server.client.get(f"/jobs/{job['id']}").status_code == 404
+    assert server.client.get(f"/jobs/{job['id']}/result").status_code == 404
+
+
+def test_video_upload(server, tmp_path):
+    write_mp4(tmp_path / "clip.mp4", shifted_clip(n=16, h=120, w=160))
+    with open(tmp_path / "clip.mp4", "rb") as fh:
+        r = server.client.post("/reconstruct", files={"file": ("clip.mp4", fh)}, data={"grid": "8"})
+    assert r.status_code == 202, r.text  # videos are queued in mode auto
+    assert server.wait_job(r.json()["id"])["state"] == "done"
+    summary = server.client.get(f"/jobs/{r.json()['id']}/summary").json()
+    assert summary["n_frames"] == 16 and summary["n_points"] > 20 and summary["timings"]["tracking_s"] > 0
+
+
+@pytest.mark.realdata
+def test_real_video_upload(server):
+    clip = REAL / "cotracker_demo_videos" / "cat.mp4"
+    if not clip.exists():
+        pytest.skip("../shared/data/real is absent")
+    with open(clip, "rb") as fh:
+        r = server.client.post("/reconstruct", files={"file": ("cat.mp4", fh)},
+                               data={"max_frames": "20", "grid": "10", "mode": "sync"})
+    assert r.status_code == 200, r.text
+    assert r.json()["n_frames"] == 20
+
+
+def test_bad_inputs_get_4xx_naming_the_problem_and_the_server_stays_healthy(server, tmp_path):
+    good = small_tracks(2)
+    tracks = good.tracks.tolist()
+    nan = json_body(good)
+    nan_text = json.dumps(nan).replace(str(tracks[3][2][0]), "NaN", 1)
+    too_many_frames = small_tracks(3, n_frames=130, step=40)
+    too_many_tracks = TrackSet(np.random.default_rng(0).uniform(0, 100, (4, 600, 2)).astype(np.float32),
+                               np.ones((4, 600), bool))
+    cases = {
+        "over the limit": (413, {"files": {"file": ("big.npz", b"PK\x03\x04" + bytes(3 * 2**20))}}),
+        "unsupported file type": (415, {"files": {"file": ("clip.mp4", b"just some text, not a video" * 20)}}),
+        "undecodable video": (422, {"files": {"file": ("clip.mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(4000))}}),
+        "not a usable track file": (422, {"files": {"file": ("t.npz", b"PK\x03\x04" + bytes(100))}}),
+        "too many frames": (413, {"files": {"file": ("t.npz", npz_bytes(too_many_frames, tmp_path))}}),
+        "too many tracks": (413, {"json": {"tracks": too_many_tracks.tracks.tolist(),
+                                           "visible": too_many_tracks.visible.tolist()}}),
+        "NaN or inf": (422, {"content": nan_text, "headers": {"content-type": "application/json"}}),
+        "rows of different lengths": (422, {"json": {"tracks": [[[1, 2], [3, 4]], [[1, 2]]],
+                                                     "visible": [[True, True], [True]]}}),
+        "visible must be N×P": (422, {"json": {"tracks": tracks, "visible": [[True] * 3] * 2}}),
+        "tracks: Field required": (422, {"json": {"visible": good.visible.tolist()}}),
+        "missing the multipart field 'file'": (422, {"files": {"other": ("x", b"1")}}),
+        "Invalid JSON": (422, {"content": b"{not json", "headers": {"content-type": "application/json"}}),
+        "grid": (422, {"json": {**json_body(good), "grid": 1}}),
+        "send multipart/form-data": (415, {"content": b"hello", "headers": {"content-type": "text/plain"}}),
+    }
+    assert nan_text != json.dumps(nan)
+    for needle, (status, request) in cases.items():
+        r = server.client.post("/reconstruct", **request)
+        assert r.status_code == status, (needle, r.status_code, r.text)
+        assert needle in r.json()["detail"], (needle, r.json())
+    assert server.client.get("/jobs/not-an-id").status_code == 404
+    assert server.client.get("/jobs/..%2F..%2Fetc%2Fpasswd").status_code == 404
+    assert server.client.delete("/jobs/AAAAAAAAAAAAAAAAAAAAAA").status_code == 404
+    assert server.client.get("/healthz").status_code == 200
+    assert server.client.post("/reconstruct", json=json_body(good)).status_code == 200
+
+
+def test_twenty_concurrent_requests_succeed_or_get_429(server):
+    """Half ask to wait (sync), half to queue (async): each gets 200/202 or 429; every accepted job finishes."""
+    bodies = [json_body(small_tracks(10 + i % 4, step=4), mode="sync" if i % 2 else "async") for i in range(20)]
+
+    def post(body):
+        return server.client.post("/reconstruct", json=body)
+
+    with ThreadPoolExecutor(20) as pool:
+        responses = list(pool.map(post, bodies))
+    codes = [r.status_code for r in responses]
+    assert set(codes) <= {200, 202, 429}, [(r.status_code, r.text[:200]) for r in responses]
+    assert 429 in codes and (200 in codes or 202 in codes)
+    for r in responses:
+        if r.status_code == 429:
+            assert "queue is full" in r.json()["detail"] and r.headers["retry-after"]
+        if r.status_code == 202:
+            assert server.wait_job(r.json()["id"])["state"] == "done"
+        if r.status_code == 200:
+            assert r.json()["n_frames"] == 20
+    assert 'route="/reconstruct",status="429"' in server.client.get("/metrics").text
+
+
+def test_restart_keeps_results_and_fails_interrupted_jobs(tmp_path):
+    data = tmp_path / "data"
+    srv = Server(data, **LIMITS)
+    try:
+        done = srv.client.post("/reconstruct", json=json_body(small_tracks(4), mode="async")).json()["id"]
+        assert srv.wait_job(done)["state"] == "done"
+        long = small_tracks(5, n_frames=50, step=2)
+        slow = srv.client.post("/reconstruct", json=json_body(long, finetune_steps=200, mode="async")).json()["id"]
+        deadline = time.time() + 60
+        while srv.client.get(f"/jobs/{slow}").json()["state"] != "running" and time.time() < deadline:
+            time.sleep(0.1)
+    finally:
+        srv.stop()
+    srv = Server(data, **LIMITS)
+    try:
+        assert srv.client.get(f"/jobs/{done}").json()["state"] == "done"
+        assert srv.client.get(f"/jobs/{done}/result").status_code == 200
+        status = srv.client.get(f"/jobs/{slow}").json()
+        assert status["state"] == "failed" and "interrupted" in status["error"]
+        assert srv.client.get(f"/jobs/{slow}/result").status_code == 409
+    finally:
+        srv.stop()
+
+
+def test_a_job_over_the_time_limit_fails_and_the_next_one_runs(tmp_path):
+    srv = Server(tmp_path / "data", job_timeout_s=3, **LIMITS)
+    try:
+        slow = srv.client.post("/reconstruct", json=json_body(small_tracks(6, n_frames=50, step=2),
+                                                              finetune_steps=200, mode="async")).json()["id"]
+        status = srv.wait_job(slow, timeout=60)
+        assert status["state"] == "failed" and "time limit of 3 s" in status["error"]
+        srv.wait_ready(120)
+        assert srv.client.post("/reconstruct", json=json_body(small_tracks(7))).status_code == 200
+        assert 'tracks4d_job_failures_total{kind="timeout"} 1.0' in srv.client.get("/metrics").text
+    finally:
+        srv.stop()
+
+
+def test_schemathesis_finds_no_server_error(server):
+    """Property-based requests from the OpenAPI schema (all phases, bounded): no 5xx, no schema-breaking reply."""
+    st = shutil.which("st", path=str(Path(sys.executable).parent))
+    result = subprocess.run([st, "run", f"{server.url}/openapi.json", "--checks", "not_a_server_error",
+                             "-n", "25", "--seed", "7", "--request-timeout", "60", "--max-failures", "5"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "passed" in result.stdout
+    assert server.client.get("/healthz").status_code == 200
+
+
+def test_disk_cap_removes_the_oldest_finished_jobs_first(tmp_path):
+    store = JobStore(tmp_path)
+    ids = []
+    for i in range(4):
+        job_id, folder = store.new_folder()
+        (folder / "input.npz").write_bytes(bytes(100_000))
+        job = store.create(job_id, "tracks", "input.npz", {})
+        store.update(job, state="done" if i != 2 else "running", finished=1000.0 + i)
+        ids.append(job_id)
+    removed = store.cleanup(cap_bytes=250_000, ttl_s=1e9, now=2000.0)
+    assert removed == [ids[0], ids[1]]  # oldest finished first; the running one is never removed
+    assert store.get(ids[2]) is not None and store.get(ids[3]) is not None
+    assert store.cleanup(cap_bytes=10**9, ttl_s=500.0, now=1504.0) == [ids[3]]  # expired
+    assert JobStore(tmp_path).get(ids[2]).state == "running"  # states survive a reload
+    assert store.get("../../etc") is None
