@@ -110,6 +110,13 @@ def _job_or_404(store: JobStore, job_id: str):
     return job
 
 
+def _summary_or_404(store: JobStore, job) -> JSONResponse:
+    summary = store.summary(job)
+    if summary is None:
+        raise HTTPException(404, "the job's result was removed")
+    return JSONResponse(summary)
+
+
 async def _from_upload(request: Request, folder, settings: Settings) -> tuple[ReconstructParams, str, str, float]:
     """Save the multipart ``file`` into ``folder`` under a name of ours; (params, kind, file name, N·P)."""
     form = await request.form(max_files=1, max_fields=20)
@@ -139,7 +146,7 @@ async def _from_upload(request: Request, folder, settings: Settings) -> tuple[Re
 async def _from_json(request: Request, folder, settings: Settings) -> tuple[ReconstructParams, str, str, float]:
     body = await request.body()
     try:
-        req = TrackRequest.model_validate_json(body)
+        req = await run_in_threadpool(TrackRequest.model_validate_json, body)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
     tracks = await run_in_threadpool(tracks_from_json, req.tracks, req.visible, req.intrinsics, req.image_size,
@@ -218,9 +225,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not content_type.startswith(("multipart/form-data", "application/json")):
             raise InputProblem(415, "send multipart/form-data with a field 'file', or an application/json track "
                                     "request")
-        if store.usage_bytes() > settings.disk_cap_mb * 2**20:
-            await run_in_threadpool(store.cleanup, int(settings.disk_cap_mb * 2**20), settings.result_ttl_s)
-            if store.usage_bytes() > settings.disk_cap_mb * 2**20:
+        cap = int(settings.disk_cap_mb * 2**20)
+        if await run_in_threadpool(store.usage_bytes) > cap:
+            await run_in_threadpool(store.cleanup, cap, settings.result_ttl_s)
+            if await run_in_threadpool(store.usage_bytes) > cap:
                 metrics.rejected.labels("disk_full").inc()
                 raise HTTPException(503, "result storage is full; retry later", headers={"Retry-After": "60"})
         job_id, folder = store.new_folder()
@@ -243,12 +251,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not sync:
             body = JobAccepted(**job.public(), status_url=f"/jobs/{job_id}", result_url=f"/jobs/{job_id}/result")
             return JSONResponse(body.model_dump(), status_code=202, headers={"Location": f"/jobs/{job_id}"})
+        waited = 0
         while job.state not in FINISHED:
             await asyncio.sleep(0.02)
+            waited += 1
+            if store.get(job_id) is None:
+                return JSONResponse({"detail": "the job was deleted before it finished", "id": job_id},
+                                    status_code=410)
+            if waited % 25 == 0 and await request.is_disconnected():  # nobody waits for it any more
+                runner.cancel(job_id)
+                store.delete(job_id)
+                return Response(status_code=499)
         if job.state == "failed":
             status = {"input": 422, "timeout": 503, "interrupted": 503}.get(job.error_kind or "", 500)
             return JSONResponse({"detail": job.error, "id": job_id}, status_code=status)
-        return JSONResponse(store.summary(job))
+        return _summary_or_404(store, job)
 
     @app.get("/jobs/{job_id}", response_model=JobStatus, operation_id="get_job", responses={404: {"model": Problem}})
     async def job_status(job_id: str, store: StoreDep):
@@ -273,7 +290,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         job = _job_or_404(store, job_id)
         if job.state != "done":
             raise HTTPException(409, f"the job is {job.state}" + (f": {job.error}" if job.error else ""))
-        return JSONResponse(store.summary(job))
+        return _summary_or_404(store, job)
 
     @app.delete("/jobs/{job_id}", status_code=204, operation_id="delete_job", responses={404: {"model": Problem}})
     async def delete_job(job_id: str, store: StoreDep, runner: RunnerDep):

@@ -129,7 +129,7 @@ class JobStore:
         return ids
 
     def usage_bytes(self) -> int:
-        return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
+        return _size(self.root)
 
     def cleanup(self, cap_bytes: int, ttl_s: float, now: float | None = None) -> list[str]:
         """Remove finished jobs older than ``ttl_s``, then more finished ones, oldest first, while the folder holds
@@ -144,7 +144,7 @@ class JobStore:
         usage = self.usage_bytes()
         while rest and usage > cap_bytes:
             job = rest.pop(0)
-            size = sum(f.stat().st_size for f in (self.root / job.id).rglob("*") if f.is_file())
+            size = _size(self.root / job.id)
             self.delete(job.id)
             removed.append(job.id)
             usage -= size
@@ -155,3 +155,15 @@ class JobStore:
         tmp = path.with_name("job.json.tmp")
         tmp.write_text(json.dumps(asdict(job)))
         os.replace(tmp, path)
+
+
+def _size(folder: Path) -> int:
+    """Bytes of the files under ``folder``; files removed meanwhile (another request's clean-up) count 0."""
+    total = 0
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.stat(os.path.join(parent, name)).st_size
+            except OSError:
+                pass
+    return total

@@ -83,7 +83,9 @@ def _worker_main(conn, settings_json: str) -> None:
                 networks[backend] = load_backend(checkpoint, backend, device)
             opts = ReconstructOptions(checkpoint=checkpoint, device=device, progress=False,
                                       **{**options, "backend": backend})
-            rec = run_pipeline(source, opts, networks[backend]).reconstruction
+            rec = run_pipeline(source, opts, networks[backend],
+                               on_progress=lambda fraction, stage: conn.send(("progress", job_id, fraction))
+                               ).reconstruction
             rec.save(Path(folder) / "reconstruction.npz")
             summary = summarize(rec, job_id, settings.inline_points_max_entries)
             tmp = Path(folder) / (SUMMARY + ".tmp")
@@ -140,6 +142,8 @@ class Runner:
         while not self._stop.is_set():
             if self._process is None or not self._process.is_alive():
                 if not self._start_worker():
+                    if not self._stop.is_set():  # no model: nothing queued can run
+                        self.store.fail_unfinished(f"the worker could not load the model: {self.broken}")
                     return
             if time.time() - last_cleanup > CLEANUP_EVERY_S:
                 self._cleanup()
@@ -165,9 +169,13 @@ class Runner:
         while True:
             if self._conn.poll(0.1):
                 try:
-                    _, _, error = self._conn.recv()
+                    kind, _, payload = self._conn.recv()
                 except EOFError:
-                    error = ("internal", "the worker process died")
+                    kind, payload = "failed", ("internal", "the worker process died")
+                if kind == "progress":  # payload: the pipeline's fraction done
+                    self.store.update(job, progress=round(0.1 + 0.85 * payload, 3))
+                    continue
+                error = payload  # None when done, else (kind, message)
                 break
             if job.id in self._cancel:
                 self._kill_worker()

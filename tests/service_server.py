@@ -26,6 +26,7 @@ class Server:
     """``tracks4d serve`` in a subprocess with TRACKS4D_* settings ``env``; ``client`` talks to it."""
 
     def __init__(self, data_dir: Path, **env):
+        self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir.parent / f"server-{self.port}.log"

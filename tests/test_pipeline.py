@@ -11,7 +11,7 @@ from tracks4d.checkpoint import save_checkpoint
 from tracks4d.cli import main
 from tracks4d.contracts import Reconstruction
 from tracks4d.model import ModelConfig, TracksTo4D
-from tracks4d.pipeline import ReconstructOptions, intrinsics_from_options
+from tracks4d.pipeline import ReconstructOptions, intrinsics_from_options, run_pipeline
 from training.synthetic import SceneConfig, generate_scene
 
 from test_track_cli import write_mp4
@@ -40,7 +40,10 @@ def test_track_file_keeps_every_track_and_frame(tmp_path, checkpoint):
 
 def test_long_clip_is_stitched(checkpoint):
     scene = generate_scene(10, SceneConfig(n_frames=90, motion_frames=90))
-    rec = tracks4d.reconstruct(scene.tracks, checkpoint, progress=False, finetune_steps=2)
+    seen = []
+    rec = run_pipeline(scene.tracks, ReconstructOptions(checkpoint=checkpoint, progress=False, finetune_steps=2),
+                       on_progress=lambda fraction, stage: seen.append((fraction, stage))).reconstruction
+    assert [s for _, s in seen] == ["window 1/2", "window 2/2"] and [f for f, _ in seen] == pytest.approx([0.6, 0.9])
     assert rec.n_frames == 90 and rec.n_points == scene.tracks.n_points
     assert len(rec.meta["stitching"]["windows"]) == 2 and len(rec.meta["finetune"]) == 2
     assert np.isfinite(rec.points).all() and "finetune_s" in rec.meta["timings"]

@@ -164,6 +164,21 @@ def test_bad_inputs_get_4xx_naming_the_problem_and_the_server_stays_healthy(serv
     assert server.client.post("/reconstruct", json=json_body(good)).status_code == 200
 
 
+def test_deleting_the_job_of_a_waiting_request_answers_410(server):
+    slow = json_body(small_tracks(9, n_frames=50, step=2), finetune_steps=200, mode="sync")
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(server.client.post, "/reconstruct", json=slow)
+        deadline, running = time.time() + 60, None
+        while running is None and time.time() < deadline:
+            states = [json.loads(p.read_text()) for p in (server.data_dir / "jobs").glob("*/job.json")]
+            running = next((j["id"] for j in states if j["state"] == "running"), None)
+            time.sleep(0.1)
+        assert server.client.delete(f"/jobs/{running}").status_code == 204
+        r = waiting.result(timeout=30)
+    assert r.status_code == 410 and "deleted" in r.json()["detail"]
+    assert server.client.post("/reconstruct", json=json_body(small_tracks(2))).status_code == 200
+
+
 def test_twenty_concurrent_requests_succeed_or_get_429(server):
     """Half ask to wait (sync), half to queue (async): each gets 200/202 or 429; every accepted job finishes."""
     bodies = [json_body(small_tracks(10 + i % 4, step=4), mode="sync" if i % 2 else "async") for i in range(20)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from .contracts import Reconstruction, TrackSet
 from .finetune import finetune
 from .inference import guess_intrinsics, run_network
 from .onnx_backend import load_backend
-from .stitch import reconstruct_long
+from .stitch import reconstruct_long, window_spans
 from .tracking import TrackerConfig, track_clip
 from .video import Clip, read_video
 
@@ -151,12 +152,14 @@ def reconstruct(source: str | Path | TrackSet, checkpoint: str | Path | None = N
     return run_pipeline(source, ReconstructOptions(checkpoint=checkpoint, **options)).reconstruction
 
 
-def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions,
-                 network: tuple | None = None) -> ReconstructResult:
+def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, network: tuple | None = None,
+                 on_progress: Callable[[float, str], None] | None = None) -> ReconstructResult:
     """Run the whole pipeline on a video file, a frame folder, a track ``.npz`` or a :class:`TrackSet`.
 
     network: an already loaded ``(network, payload)`` from :func:`~tracks4d.onnx_backend.load_backend` (a server
-    loads it once), else it is loaded from ``opts.checkpoint`` / ``opts.backend``."""
+    loads it once), else it is loaded from ``opts.checkpoint`` / ``opts.backend``. on_progress(fraction, stage) is
+    told as stages finish (decoded, tracked, each window, bundle adjustment)."""
+    progress = on_progress or (lambda fraction, stage: None)
     if opts.camera_init not in CAMERA_INITS:
         raise ValueError(f"camera_init must be one of {CAMERA_INITS}, got {opts.camera_init!r}")
     timings: dict[str, float] = {}
@@ -175,10 +178,12 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions,
         t = time.perf_counter()
         clip = read_video(source, stride=opts.stride, max_frames=opts.max_frames, long_side=opts.long_side)
         timings["decode_s"] = time.perf_counter() - t
+        progress(0.05, "decoded")
         t = time.perf_counter()
         tracks = track_clip(clip, TrackerConfig(grid=opts.grid, query_every=opts.query_every), tracker=opts.tracker,
                             checkpoint=opts.tracker_checkpoint, device=opts.device, progress=opts.progress)
         timings["tracking_s"] = time.perf_counter() - t
+        progress(0.3, "tracked")
     size = tuple(int(v) for v in tracks.image_size) if tracks.image_size is not None else None
     given = intrinsics_from_options(opts, size)
     known = given is not None or tracks.intrinsics is not None
@@ -187,6 +192,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions,
     tracks = TrackSet(tracks.tracks, tracks.visible, k, tracks.image_size, tracks.query_frame, tracks.ground_truth)
     net_s, tune_s, ba_s, reports = [0.0], [0.0], [0.0], []
     long = tracks.n_frames > opts.window
+    n_windows, done_windows = len(window_spans(tracks.n_frames, opts.window, opts.overlap)), [0]
 
     def run_window(sub: TrackSet) -> Reconstruction:
         window_model = model
@@ -203,6 +209,8 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions,
             t0 = time.perf_counter()
             rec = _adjust(rec, opts, known)
             ba_s[0] += time.perf_counter() - t0
+        done_windows[0] += 1
+        progress(0.3 + 0.6 * done_windows[0] / n_windows, f"window {done_windows[0]}/{n_windows}")
         return rec
 
     t = time.perf_counter()
@@ -215,6 +223,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions,
         t0 = time.perf_counter()
         rec = _adjust_stitched(rec, known)
         ba_s[0] += time.perf_counter() - t0
+        progress(0.95, "bundle adjustment")
     if opts.bundle_adjust:
         timings["bundle_adjustment_s"] = ba_s[0]
     meta = dict(rec.meta)
