@@ -239,12 +239,12 @@ def test_a_job_over_the_time_limit_fails_and_the_next_one_runs(tmp_path):
         srv.stop()
 
 
-def test_schemathesis_finds_no_server_error(server):
+def test_schemathesis_finds_no_server_error(server, tmp_path):
     """Property-based requests from the OpenAPI schema (all phases, bounded): no 5xx, no schema-breaking reply."""
     st = shutil.which("st", path=str(Path(sys.executable).parent))
     result = subprocess.run([st, "run", f"{server.url}/openapi.json", "--checks", "not_a_server_error",
                              "-n", "25", "--seed", "7", "--request-timeout", "60", "--max-failures", "5"],
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-4000:]
     assert "passed" in result.stdout
     assert server.client.get("/healthz").status_code == 200
