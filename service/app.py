@@ -205,7 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()[:20]]
         return JSONResponse({"detail": "; ".join(parts)[:2000], "errors": jsonable_encoder(errors)}, status_code=422)
 
-    errors = {code: {"model": Problem} for code in (413, 415, 422, 429, 503)}
+    errors = {code: {"model": Problem} for code in (410, 413, 415, 422, 429, 503)}
 
     @app.post("/reconstruct", response_model=ReconstructionSummary,
               operation_id="reconstruct",

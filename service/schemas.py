@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -42,13 +42,19 @@ class ReconstructParams(BaseModel):
         return self.model_dump(exclude={"mode"} | ({"backend"} if self.backend is None else set()))
 
 
-class TrackRequest(ReconstructParams):
-    """2D tracks as JSON: tracks N×P×2 pixels (any finite value where not visible), visible N×P."""
+XY = Annotated[list[float], Field(min_length=2, max_length=2)]
+ROW3 = Annotated[list[float], Field(min_length=3, max_length=3)]
 
-    tracks: list[list[list[float]]]
-    visible: list[list[bool]]
-    intrinsics: list[list[float]] | None = Field(None, description="3×3 pixel K")
-    image_size: list[int] | None = Field(None, description="[W, H]")
+
+class TrackRequest(ReconstructParams):
+    """2D tracks as JSON: tracks N×P×2 pixels (any finite value where not visible), visible N×P (N ≥ 2 frames,
+    P ≥ 1 tracks, the same P in every frame)."""
+
+    tracks: Annotated[list[Annotated[list[XY], Field(min_length=1)]], Field(min_length=2)]
+    visible: Annotated[list[Annotated[list[bool], Field(min_length=1)]], Field(min_length=2)]
+    intrinsics: Annotated[list[ROW3], Field(min_length=3, max_length=3)] | None = Field(None, description="3×3 pixel K")
+    image_size: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=2, max_length=2)] | None = Field(
+        None, description="[W, H]")
 
 
 class JobStatus(BaseModel):
