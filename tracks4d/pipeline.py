@@ -1,7 +1,7 @@
 """The main job: video, frame folder or track file → :class:`Reconstruction` (and the frames, for pictures).
 
-Stages: decode → track → per window of ≤ 50 frames: [fine-tune] → network → [bundle adjustment] → stitch →
-[bundle adjustment of the whole clip]. Timings of every stage go to ``meta["timings"]``.
+Stages: decode → track → per window of ≤ 50 frames: [fine-tune] → network → stitch → [bundle adjustment; for a
+long clip the better of two ways, :func:`_adjust_long`]. Timings of every stage go to ``meta["timings"]``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .contracts import Reconstruction, TrackSet
 from .finetune import finetune
 from .inference import guess_intrinsics, run_network
 from .onnx_backend import load_backend
-from .stitch import reconstruct_long, window_spans
+from .stitch import split_windows, stitch, window_spans
 from .tracking import TrackerConfig, track_clip
 from .video import Clip, read_video
 
@@ -35,8 +35,7 @@ MIN_INLIER_SHARE = 0.25
 class ReconstructOptions:
     """checkpoint: model file (None: the shipped one for ``device``, :func:`default_checkpoint`) · device · fx, fy, cx, cy or fov_deg: intrinsics in input pixels (None: unknown) ·
     tracker / tracker_checkpoint / grid / query_every: tracking · stride, max_frames, long_side: decoding ·
-    bundle_adjust (a long clip: each window, then the stitched clip on the tracks that triangulate as static under
-    the stitched cameras, :func:`~tracks4d.track_sfm.static_tracks`) · ba_gamma: static points for BA have γ below this (the paper: 0.008 pets, 0.005 out-of-domain;
+    bundle_adjust (a long clip: :func:`_adjust_long`) · ba_gamma: static points for BA have γ below this (the paper: 0.008 pets, 0.005 out-of-domain;
     None: the 40th percentile of this clip's γ) · camera_init: "auto" (BA starts from the network's cameras; when it
     cannot — under ``MIN_INLIER_SHARE`` of the static observations reproject within its gate, or its cameras barely
     move while the tracks show parallax —
@@ -145,6 +144,25 @@ def _adjust_stitched(rec: Reconstruction, known: bool) -> Reconstruction:
                                                                    report.to_dict()})
 
 
+def _adjust_long(tracks: TrackSet, windows: list, stitched: Reconstruction, opts: ReconstructOptions,
+                 known: bool) -> Reconstruction:
+    """Bundle adjustment of a long clip, two ways, keeping the one under whose cameras more tracks triangulate as
+    static points (:func:`~tracks4d.track_sfm.static_tracks`; ties: the first): each window adjusted, stitched, then
+    the clip adjusted (:func:`_adjust_stitched`; robust to one window's poor network cameras), or the stitched
+    network output adjusted as one (:func:`_adjust` with its track cameras over the whole clip; robust when windows
+    alone see too little parallax, as in pans). ``meta["long_clip_bundle_adjustment"]`` says which and why."""
+    from .track_sfm import static_tracks
+
+    adjusted = [(span, idx, _adjust(rec, opts, known)) for span, idx, rec in windows]
+    candidates = {"windows_first": _adjust_stitched(stitch(tracks, adjusted), known),
+                  "whole_clip": _adjust(stitched, opts, known)}
+    counts = {name: int(static_tracks(rec).sum()) for name, rec in candidates.items()}
+    chosen = max(counts, key=counts.get)
+    rec = candidates[chosen]
+    return replace(rec, meta={**rec.meta, "long_clip_bundle_adjustment": {"chosen": chosen,
+                                                                          "static_tracks": counts}})
+
+
 def reconstruct(source: str | Path | TrackSet, checkpoint: str | Path | None = None, **options) -> Reconstruction:
     """``tracks4d.reconstruct("clip.mp4", bundle_adjust=True)``: the reconstruction of a video, frame folder, track
     file or TrackSet with the shipped checkpoint (or ``checkpoint``); ``options`` are :class:`ReconstructOptions`
@@ -190,7 +208,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
     k = given if given is not None else (tracks.intrinsics if tracks.intrinsics is not None
                                          else guess_intrinsics(tracks))
     tracks = TrackSet(tracks.tracks, tracks.visible, k, tracks.image_size, tracks.query_frame, tracks.ground_truth)
-    net_s, tune_s, ba_s, reports = [0.0], [0.0], [0.0], []
+    net_s, tune_s, reports = [0.0], [0.0], []
     long = tracks.n_frames > opts.window
     n_windows, done_windows = len(window_spans(tracks.n_frames, opts.window, opts.overlap)), [0]
 
@@ -205,27 +223,26 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
         t0 = time.perf_counter()
         rec = run_network(window_model, sub, opts.device)
         net_s[0] += time.perf_counter() - t0
-        if opts.bundle_adjust:
-            t0 = time.perf_counter()
-            rec = _adjust(rec, opts, known)
-            ba_s[0] += time.perf_counter() - t0
         done_windows[0] += 1
-        progress(0.3 + 0.6 * done_windows[0] / n_windows, f"window {done_windows[0]}/{n_windows}")
+        progress(0.3 + 0.4 * done_windows[0] / n_windows, f"window {done_windows[0]}/{n_windows}")
         return rec
 
     t = time.perf_counter()
-    rec = reconstruct_long(tracks, run_window, opts.window, opts.overlap) if long else run_window(tracks)
+    windows = []
+    if long:
+        windows = [(span, idx, run_window(sub)) for span, idx, sub in split_windows(tracks, opts.window, opts.overlap)]
+        rec = stitch(tracks, windows)
+    else:
+        rec = run_window(tracks)
     timings["network_s"] = net_s[0]
     if opts.finetune_steps > 0:
         timings["finetune_s"] = tune_s[0]
     timings["windows_s"] = time.perf_counter() - t
-    if opts.bundle_adjust and long:
-        t0 = time.perf_counter()
-        rec = _adjust_stitched(rec, known)
-        ba_s[0] += time.perf_counter() - t0
-        progress(0.95, "bundle adjustment")
     if opts.bundle_adjust:
-        timings["bundle_adjustment_s"] = ba_s[0]
+        t = time.perf_counter()
+        rec = _adjust_long(tracks, windows, rec, opts, known) if long else _adjust(rec, opts, known)
+        timings["bundle_adjustment_s"] = time.perf_counter() - t
+        progress(0.95, "bundle adjustment")
     meta = dict(rec.meta)
     timings["total_s"] = time.perf_counter() - start
     meta.update({
