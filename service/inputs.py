@@ -4,6 +4,7 @@ message naming the problem)."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,20 @@ def check_tracks(tracks: TrackSet, settings: Settings) -> TrackSet:
     return tracks
 
 
+EXPANSION_LIMIT = 8
+"""A track .npz may unpack to at most this many times the upload limit (compressed archives can be bombs)."""
+
+
 def check_track_file(path: Path, settings: Settings) -> TrackSet:
+    """The upload as a checked :class:`TrackSet`; its arrays' unpacked size is checked before any is read."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError):
+        unpacked = 0  # TrackSet.load names the problem
+    if unpacked > EXPANSION_LIMIT * settings.max_upload_bytes:
+        raise InputProblem(413, f"the track file expands to {unpacked / 2**20:.0f} MB, over "
+                                f"{EXPANSION_LIMIT * settings.max_upload_mb:g} MB")
     try:
         tracks = TrackSet.load(path)
     except ValueError as exc:

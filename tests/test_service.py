@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -134,7 +135,10 @@ def test_bad_inputs_get_4xx_naming_the_problem_and_the_server_stays_healthy(serv
     too_many_frames = small_tracks(3, n_frames=130, step=40)
     too_many_tracks = TrackSet(np.random.default_rng(0).uniform(0, 100, (4, 600, 2)).astype(np.float32),
                                np.ones((4, 600), bool))
+    bomb = io.BytesIO()
+    np.savez_compressed(bomb, tracks=np.zeros((4, 2_500_000, 2), np.float32), visible=np.ones((4, 1), bool))
     cases = {
+        "expands to": (413, {"files": {"file": ("t.npz", bomb.getvalue())}}),
         "over the limit": (413, {"files": {"file": ("big.npz", b"PK\x03\x04" + bytes(3 * 2**20))}}),
         "unsupported file type": (415, {"files": {"file": ("clip.mp4", b"just some text, not a video" * 20)}}),
         "undecodable video": (422, {"files": {"file": ("clip.mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(4000))}}),
