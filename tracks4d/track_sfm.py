@@ -25,6 +25,7 @@ MIN_PNP = 12           # 3D points a frame must see to be posed
 RANSAC_PX = 3.0
 MIN_PARALLAX_DEG = 1.0  # a point seen under a smaller angle is too close to infinity to place
 MAX_DEPTH_RATIO = 20.0  # a point farther than this × the typical depth is a degenerate triangulation
+INITIAL_REFERENCES = (0.0, 0.35, 0.7)  # where in the clip initial pairs are tried
 
 
 def triangulate(tracks: np.ndarray, visible: np.ndarray, w2c: np.ndarray, k: np.ndarray,
@@ -81,50 +82,47 @@ def _consistent(points, tracks, visible, w2c, k, posed) -> np.ndarray:
     return placed & (near.min(0) > 0) & (near.max(0) < MAX_DEPTH_RATIO * typical)
 
 
-def _initial_pair(tracks: np.ndarray, visible: np.ndarray) -> tuple[int, int] | None:
-    """Frame 0 (or the first frame that shares enough tracks) and the frame sharing ≥ MIN_SHARED tracks with it whose
-    median displacement is largest (parallax for the essential matrix)."""
+def _initial_pairs(tracks: np.ndarray, visible: np.ndarray) -> list[tuple[int, int]]:
+    """Candidate initial pairs, one per reference frame ``INITIAL_REFERENCES`` (fractions of the clip; the first frame
+    from there that shares enough tracks): the reference and the later frame sharing ≥ MIN_SHARED tracks with it
+    whose median displacement is largest (parallax for the essential matrix)."""
     n = tracks.shape[0]
-    for r in range(n - 1):
-        best, best_motion = None, 0.0
-        for j in range(r + 1, n):
-            both = visible[r] & visible[j]
-            if both.sum() < MIN_SHARED:
+    pairs = []
+    for start in sorted({int(q * (n - 1)) for q in INITIAL_REFERENCES}):
+        for r in range(start, n - 1):
+            best, best_motion = None, 0.0
+            for j in range(r + 1, n):
+                both = visible[r] & visible[j]
+                if both.sum() < MIN_SHARED:
+                    break
+                motion = float(np.median(np.linalg.norm(tracks[j, both] - tracks[r, both], axis=1)))
+                if motion > best_motion:
+                    best, best_motion = j, motion
+            if best is not None:
+                if (r, best) not in pairs:
+                    pairs.append((r, best))
                 break
-            motion = float(np.median(np.linalg.norm(tracks[j, both] - tracks[r, both], axis=1)))
-            if motion > best_motion:
-                best, best_motion = j, motion
-        if best is not None:
-            return r, best
-    return None
+    return pairs
 
 
-def cameras_from_tracks(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray] | None:
-    """World-to-camera poses (N, 4, 4) and a (N,) bool mask of the posed frames, or None when no initial pair works.
-
-    tracks (N, P, 2) px · visible (N, P) bool · intrinsics (N, 3, 3). Unposed frames get the pose of the nearest
-    posed frame (and are False in the mask)."""
-    tracks = tracks.astype(np.float64)
+def _grow(tracks: np.ndarray, visible: np.ndarray, k: np.ndarray, r: int, j: int
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Poses from the initial pair (r, j): essential matrix, then frames outward by PnP against the points so far,
+    each triangulating the tracks it newly sees → (w2c (N, 4, 4), posed (N,), points (P, 3) NaN where unplaced)."""
     n = tracks.shape[0]
-    pair = _initial_pair(tracks, visible)
-    if pair is None:
-        return None
-    r, j = pair
     both = visible[r] & visible[j]
-    k = intrinsics
     e, mask = cv2.findEssentialMat(tracks[r, both], tracks[j, both], k[r], cv2.RANSAC, 0.999, RANSAC_PX)
     if e is None or e.shape != (3, 3):
         return None
     _, rot, t, _ = cv2.recoverPose(e, tracks[r, both], tracks[j, both], k[r], mask=mask)
     w2c = np.tile(np.eye(4), (n, 1, 1))
+    w2c[r] = np.eye(4)
     w2c[j, :3, :3], w2c[j, :3, 3] = rot, t[:, 0]
     posed = np.zeros(n, bool)
     posed[[r, j]] = True
     points = triangulate(tracks, visible, w2c, k, posed)
     good = (_errors(points, tracks, w2c, k)[[r, j]] < RANSAC_PX).all(0) & visible[r] & visible[j]
     points[~good] = np.nan
-    # add frames outward from the pair, each by PnP against the points so far, then triangulate with it
     order = sorted(set(range(n)) - {r, j}, key=lambda f: min(abs(f - r), abs(f - j)))
     for f in order:
         seen = visible[f] & np.isfinite(points[:, 0])
@@ -141,8 +139,37 @@ def cameras_from_tracks(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.
             new = triangulate(tracks[:, fresh], visible[:, fresh], w2c, k, posed)
             new[~_consistent(new, tracks[:, fresh], visible[:, fresh], w2c, k, posed)] = np.nan
             points[fresh] = new
-    if posed.sum() < 3:
+    return (w2c, posed, points) if posed.sum() >= 3 else None
+
+
+def cameras_from_tracks(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+    """World-to-camera poses (N, 4, 4) and a (N,) bool mask of the posed frames, or None when no initial pair works.
+
+    tracks (N, P, 2) px · visible (N, P) bool · intrinsics (N, 3, 3). Every candidate initial pair
+    (:func:`_initial_pairs`) is grown (:func:`_grow`). The first (from the clip's start) is kept unless another poses
+    over 1/0.9 × its frames or reprojects its consistent static points 1.5× better (median error: an early wrong turn
+    bends the cameras and shows there); then kept is the best-reprojecting of those posing ≥ 90 % of the most frames. Unposed frames get the pose of the nearest posed frame
+    (and are False in the mask)."""
+    tracks = tracks.astype(np.float64)
+    grown = []
+    for r, j in _initial_pairs(tracks, visible):
+        found = _grow(tracks, visible, intrinsics, r, j)
+        if found is None:
+            continue
+        w2c, posed, _ = found
+        tri = triangulate(tracks, visible, w2c, intrinsics, posed)
+        static = _consistent(tri, tracks, visible, w2c, intrinsics, posed)
+        seen = visible & posed[:, None] & static[None]
+        error = float(np.median(_errors(tri, tracks, w2c, intrinsics)[seen])) if seen.any() else np.inf
+        grown.append((w2c, posed, int(posed.sum()), int(static.sum()), error))
+    if not grown:
         return None
+    chosen = grown[0]
+    if any(g[2] > chosen[2] / 0.9 or 1.5 * g[4] < chosen[4] for g in grown[1:]):
+        most_posed = max(g[2] for g in grown)
+        chosen = min((g for g in grown if g[2] >= 0.9 * most_posed), key=lambda g: g[4])
+    w2c, posed = chosen[:2]
     idx = np.flatnonzero(posed)
     for f in np.flatnonzero(~posed):
         w2c[f] = w2c[idx[np.argmin(np.abs(idx - f))]]
