@@ -140,8 +140,9 @@ def _adjust_stitched(rec: Reconstruction, known: bool) -> Reconstruction:
 
     adjusted, report = bundle_adjust(rec, gamma_threshold=np.inf, static_mask=static_tracks(rec),
                                      refine_focal=not known)
-    return adjusted if report.rotation_only or not report.skipped else replace(rec, meta={**rec.meta, "stitched_bundle_adjustment":
-                                                                   report.to_dict()})
+    if report.skipped and not report.rotation_only:
+        return replace(rec, meta={**rec.meta, "stitched_bundle_adjustment": report.to_dict()})
+    return adjusted
 
 
 def _adjust_long(tracks: TrackSet, windows: list, stitched: Reconstruction, opts: ReconstructOptions,

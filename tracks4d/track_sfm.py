@@ -106,9 +106,9 @@ def _initial_pairs(tracks: np.ndarray, visible: np.ndarray) -> list[tuple[int, i
 
 
 def _grow(tracks: np.ndarray, visible: np.ndarray, k: np.ndarray, r: int, j: int
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+          ) -> tuple[np.ndarray, np.ndarray] | None:
     """Poses from the initial pair (r, j): essential matrix, then frames outward by PnP against the points so far,
-    each triangulating the tracks it newly sees → (w2c (N, 4, 4), posed (N,), points (P, 3) NaN where unplaced)."""
+    each triangulating the tracks it newly sees → (w2c (N, 4, 4), posed (N,))."""
     n = tracks.shape[0]
     both = visible[r] & visible[j]
     e, mask = cv2.findEssentialMat(tracks[r, both], tracks[j, both], k[r], cv2.RANSAC, 0.999, RANSAC_PX)
@@ -139,7 +139,34 @@ def _grow(tracks: np.ndarray, visible: np.ndarray, k: np.ndarray, r: int, j: int
             new = triangulate(tracks[:, fresh], visible[:, fresh], w2c, k, posed)
             new[~_consistent(new, tracks[:, fresh], visible[:, fresh], w2c, k, posed)] = np.nan
             points[fresh] = new
-    return (w2c, posed, points) if posed.sum() >= 3 else None
+    return (w2c, posed) if posed.sum() >= 3 else None
+
+
+def _placed(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.ndarray):
+    """(w2c (N, 4, 4), posed (N,), triangulated points (P, 3), consistent static mask (P,)) of the chosen initial
+    pair, or None (:func:`cameras_from_tracks` says how it is chosen)."""
+    grown = []
+    for r, j in _initial_pairs(tracks, visible):
+        found = _grow(tracks, visible, intrinsics, r, j)
+        if found is None:
+            continue
+        w2c, posed = found
+        tri = triangulate(tracks, visible, w2c, intrinsics, posed)
+        static = _consistent(tri, tracks, visible, w2c, intrinsics, posed)
+        seen = visible & posed[:, None] & static[None]
+        error = float(np.median(_errors(tri, tracks, w2c, intrinsics)[seen])) if seen.any() else np.inf
+        grown.append((w2c, posed, tri, static, error))
+    if not grown:
+        return None
+    chosen = grown[0]
+    if any(g[1].sum() > chosen[1].sum() / 0.9 or 1.5 * g[4] < chosen[4] for g in grown[1:]):
+        most_posed = max(g[1].sum() for g in grown)
+        chosen = min((g for g in grown if g[1].sum() >= 0.9 * most_posed), key=lambda g: g[4])
+    w2c, posed, tri, static, _ = chosen
+    idx = np.flatnonzero(posed)
+    for f in np.flatnonzero(~posed):
+        w2c[f] = w2c[idx[np.argmin(np.abs(idx - f))]]
+    return w2c, posed, tri, static
 
 
 def cameras_from_tracks(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.ndarray
@@ -149,31 +176,10 @@ def cameras_from_tracks(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.
     tracks (N, P, 2) px · visible (N, P) bool · intrinsics (N, 3, 3). Every candidate initial pair
     (:func:`_initial_pairs`) is grown (:func:`_grow`). The first (from the clip's start) is kept unless another poses
     over 1/0.9 × its frames or reprojects its consistent static points 1.5× better (median error: an early wrong turn
-    bends the cameras and shows there); then kept is the best-reprojecting of those posing ≥ 90 % of the most frames. Unposed frames get the pose of the nearest posed frame
-    (and are False in the mask)."""
-    tracks = tracks.astype(np.float64)
-    grown = []
-    for r, j in _initial_pairs(tracks, visible):
-        found = _grow(tracks, visible, intrinsics, r, j)
-        if found is None:
-            continue
-        w2c, posed, _ = found
-        tri = triangulate(tracks, visible, w2c, intrinsics, posed)
-        static = _consistent(tri, tracks, visible, w2c, intrinsics, posed)
-        seen = visible & posed[:, None] & static[None]
-        error = float(np.median(_errors(tri, tracks, w2c, intrinsics)[seen])) if seen.any() else np.inf
-        grown.append((w2c, posed, int(posed.sum()), int(static.sum()), error))
-    if not grown:
-        return None
-    chosen = grown[0]
-    if any(g[2] > chosen[2] / 0.9 or 1.5 * g[4] < chosen[4] for g in grown[1:]):
-        most_posed = max(g[2] for g in grown)
-        chosen = min((g for g in grown if g[2] >= 0.9 * most_posed), key=lambda g: g[4])
-    w2c, posed = chosen[:2]
-    idx = np.flatnonzero(posed)
-    for f in np.flatnonzero(~posed):
-        w2c[f] = w2c[idx[np.argmin(np.abs(idx - f))]]
-    return w2c, posed
+    bends the cameras and shows there); then kept is the best-reprojecting of those posing ≥ 90 % of the most
+    frames. Unposed frames get the pose of the nearest posed frame (and are False in the mask)."""
+    found = _placed(tracks.astype(np.float64), visible, intrinsics)
+    return None if found is None else found[:2]
 
 
 def static_tracks(rec: Reconstruction) -> np.ndarray:
@@ -190,13 +196,10 @@ def with_track_cameras(rec: Reconstruction) -> tuple[Reconstruction, np.ndarray]
     static points (:func:`_consistent`; they replace those tracks' points, γ unchanged). Every other point keeps its
     camera-frame position, scaled by the median ratio of triangulated to network depth. None when the tracks give
     no cameras."""
-    found = cameras_from_tracks(rec.tracks, rec.visible, rec.intrinsics)
+    found = _placed(rec.tracks.astype(np.float64), rec.visible, rec.intrinsics)
     if found is None:
         return None
-    w2c, posed = found
-    tracks = rec.tracks.astype(np.float64)
-    tri = triangulate(tracks, rec.visible, w2c, rec.intrinsics, posed)
-    good = _consistent(tri, tracks, rec.visible, w2c, rec.intrinsics, posed)
+    w2c, posed, tri, good = found
     old_depth = transform_points(rec.world_to_camera, rec.points.astype(np.float64))[..., 2]
     tri_depth = transform_points(w2c, np.nan_to_num(tri))[..., 2]
     pairs = rec.visible & posed[:, None] & good[None] & (old_depth > 1e-6)
