@@ -149,6 +149,7 @@ def test_report_fields(adjusted):
     d = report.to_dict()
     assert isinstance(report, BAReport) and d["skipped"] == "" and not d["refined_focal"]
     assert d["n_frames"] == 50 and d["iterations"] >= 1 and d["termination"]
+    assert d["final_median_px"] <= d["initial_median_px"] and d["final_median_px"] < 1.0
     assert 0 < d["seconds"] < 10
 
 

@@ -66,6 +66,31 @@ def test_long_clip_with_bundle_adjustment_adjusts_windows_then_the_whole(checkpo
     assert absolute_trajectory_error(rec.camera_to_world, scene.camera_to_world) < 0.02 * path
 
 
+def test_stitched_adjustment_starts_from_triangulated_static_points():
+    """The windows' averaged static points can be far off (a moving point's, a badly aligned window's): the clip's
+    bundle adjustment starts from the tracks triangulated under the stitched cameras instead, so it still runs on
+    the static tracks and keeps the cameras accurate."""
+    from dataclasses import replace
+
+    from test_stitch import oracle_window
+    from tracks4d.metrics import absolute_trajectory_error
+    from tracks4d.pipeline import _adjust_stitched
+    from tracks4d.stitch import split_windows, stitch
+
+    scene = generate_scene(3, SceneConfig(n_frames=90, motion_frames=90, camera="orbit"))
+    tracks = scene.tracks.subset(points=np.arange(0, scene.tracks.n_points, 2))
+    rng = np.random.default_rng(0)
+    rec = stitch(tracks, [(span, idx, oracle_window(scene, span, np.arange(0, scene.tracks.n_points, 2)[idx], rng,
+                                                    0.01)) for span, idx, _ in split_windows(tracks, 50, 10)])
+    spread = np.ptp(rec.static_points, axis=0)
+    wrong = replace(rec, static_points=rec.static_points + rng.normal(size=rec.static_points.shape) * spread)
+    adjusted = _adjust_stitched(wrong, True)
+    report = adjusted.meta["bundle_adjustment"]
+    assert not report["skipped"] and report["n_points"] > 0.5 * (~scene.dynamic[::2]).sum()
+    path = np.linalg.norm(np.diff(scene.camera_to_world[:, :3, 3], axis=0), axis=1).sum()
+    assert absolute_trajectory_error(adjusted.camera_to_world, scene.camera_to_world) < 0.002 * path
+
+
 def test_reconstruct_command_on_a_video(tmp_path, checkpoint, capsys):
     write_mp4(tmp_path / "clip.mp4", shifted_clip(n=24, h=240, w=320))
     out = tmp_path / "out"

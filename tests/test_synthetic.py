@@ -173,6 +173,21 @@ def test_every_camera_kind_and_their_motion():
     assert turn["orbit"] > 15 and turn["pan"] > 5
 
 
+def test_long_walk_never_reaches_the_subject():
+    """A clip three times the nominal motion long walks slower rather than through the subject: the camera stays
+    at ≥ 40 % of its starting distance (up to the sideways sway), while nominal-length walks keep their full range."""
+    from training.synthetic import WALK_MAX_APPROACH, _camera_path
+
+    closest, approach = [], []
+    for seed in range(30):
+        long_offsets, _, _ = _camera_path(np.random.default_rng(seed), "walk", np.arange(150) / 49, 1.0)
+        closest.append(np.linalg.norm(long_offsets, axis=1).min())
+        offsets, _, _ = _camera_path(np.random.default_rng(seed), "walk", np.arange(50) / 49, 1.0)
+        approach.append(1 - np.linalg.norm(offsets[-1]) / np.linalg.norm(offsets[0]))
+    assert min(closest) > 1 - WALK_MAX_APPROACH - 0.08
+    assert max(approach) > 0.3  # nominal walks still approach by up to 40 %
+
+
 def test_intrinsics_are_phone_like_and_vary():
     sizes, focals = set(), set()
     for seed in range(12):

@@ -30,6 +30,7 @@ MIN_FOCAL_POINTS = 30  # fewer static points: the focal stays fixed even when as
 SMALL_BASELINE = 0.02  # camera centres spread less than this × median depth: points held fixed, cameras refined
 MAX_FOCAL_CHANGE = 2.0  # a refined focal more than this factor away from the start is rejected
 MAX_DEPTH_RATIO = 20.0  # a refined static point farther than this × the typical depth has run off
+DIVERGED_RMS_RATIO = 1.5  # a solve whose RMS error grows past this factor (or whose median grows) is rejected
 MAX_SCALE_CHANGE = 5.0  # the typical static depth changing by more than this factor: the gauge ran off
 ROTATION_ONLY_INLIERS = 0.6  # a frame whose tracks a homography from the reference frame explains this well …
 ROTATION_ONLY_FRAMES = 0.9  # … in this share of frames: the camera only rotates (or stands still)
@@ -57,6 +58,8 @@ class BAReport:
     notes: list = dataclasses.field(default_factory=list)
     rotation_only: bool = False
     fixed_structure: bool = False
+    initial_median_px: float = float("nan")
+    final_median_px: float = float("nan")
 
     @property
     def too_little_structure(self) -> bool:
@@ -160,9 +163,10 @@ def _with_cameras(rec: Reconstruction, w2c: np.ndarray) -> Reconstruction:
                                points=points.astype(rec.points.dtype), static_points=static.astype(rec.static_points.dtype))
 
 
-def _rms(points_world, w2c, intrinsics, tracks, obs) -> float:
+def _errors(points_world, w2c, intrinsics, tracks, obs) -> tuple[float, float]:
+    """(RMS, median) reprojection error in px over the observations ``obs`` (NaN when there are none)."""
     err = np.linalg.norm(_project(points_world, w2c, intrinsics) - tracks, axis=-1)[obs]
-    return float(np.sqrt(np.mean(err**2))) if err.size else float("nan")
+    return (float(np.sqrt(np.mean(err**2))), float(np.median(err))) if err.size else (float("nan"), float("nan"))
 
 
 def _colmap_problem(rec: Reconstruction, points: np.ndarray, obs: np.ndarray, shared_camera: bool):
@@ -240,8 +244,8 @@ def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_in
     (X_cam ← K_new⁻¹·K_old·X_cam, i.e. the camera-frame position when K is unchanged). ``bases`` and
     ``coefficients`` are left as they were: after BA ``points`` is authoritative (``meta`` says so).
     Frames with fewer than ``MIN_FRAME_OBSERVATIONS`` kept observations stay fixed. Fewer than ``MIN_FRAMES``
-    observing frames or ``MIN_POINTS`` usable points, or a solve that ends with a higher (or non-finite) RMS than it
-    started: ``rec`` unchanged, ``skipped`` says why.
+    observing frames or ``MIN_POINTS`` usable points, or a solve that ends with a higher median error, a non-finite
+    RMS or one over ``DIVERGED_RMS_RATIO`` × the initial: ``rec`` unchanged, ``skipped`` says why.
     Raises ValueError on bad arguments.
     """
     if loss not in _LOSSES:
@@ -256,9 +260,10 @@ def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_in
     points, obs, n_observations = _select(rec, gamma_threshold, max_initial_error_px, static_mask)
     tracks = rec.tracks[:, points].astype(np.float64)
     xyz0 = rec.static_points[points].astype(np.float64)
-    initial_rms = _rms(xyz0, rec.world_to_camera, rec.intrinsics, tracks, obs)
+    initial_rms, initial_median = _errors(xyz0, rec.world_to_camera, rec.intrinsics, tracks, obs)
     report = BAReport(initial_rms, initial_rms, len(points), n_observations, int(obs.sum()), 0.0,
-                      refined_focal=False, n_frames=int(obs.any(1).sum()))
+                      refined_focal=False, n_frames=int(obs.any(1).sum()), initial_median_px=initial_median,
+                      final_median_px=initial_median)
     problem = None
     report.rotation_only = rotation_only is not None
     if report.rotation_only:
@@ -320,7 +325,7 @@ def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_in
     static = rec.static_points.copy()
     static[points] = xyz
 
-    report.final_rms_px = _rms(xyz, w2c, intrinsics, tracks, obs)
+    report.final_rms_px, report.final_median_px = _errors(xyz, w2c, intrinsics, tracks, obs)
     report.termination = str(summary.termination_type).split(".")[-1]
     report.seconds = time.perf_counter() - start
     f0 = float(np.mean(rec.intrinsics[:, [0, 1], [0, 1]]))
@@ -332,9 +337,12 @@ def bundle_adjust(rec: Reconstruction, *, gamma_threshold: float = 0.008, max_in
         report.skipped = (f"rejected: the solve ran off (typical static depth {typical0:.3g} → {typical:.3g}); the "
                           f"reconstruction is returned unchanged")
         return dataclasses.replace(rec, meta={**rec.meta, "bundle_adjustment": report.to_dict()}), report
-    if not np.isfinite(report.final_rms_px) or report.final_rms_px > report.initial_rms_px:
+    # The robust loss may trade a slightly higher RMS for fitting the inliers better; the median must not rise.
+    if (not np.isfinite(report.final_rms_px) or report.final_median_px > report.initial_median_px
+            or report.final_rms_px > DIVERGED_RMS_RATIO * report.initial_rms_px):
         report.skipped = (f"rejected: the solve diverged (RMS {report.initial_rms_px:.3g} → {report.final_rms_px:.3g}"
-                          f" px, {report.termination}); the reconstruction is returned unchanged")
+                          f" px, median {report.initial_median_px:.3g} → {report.final_median_px:.3g} px, "
+                          f"{report.termination}); the reconstruction is returned unchanged")
         return dataclasses.replace(rec, meta={**rec.meta, "bundle_adjustment": report.to_dict()}), report
     meta = {**rec.meta, "bundle_adjustment": {**report.to_dict(), "authoritative": "points (bases not adjusted)"}}
     out = dataclasses.replace(rec, camera_to_world=c2w, world_to_camera=w2c, intrinsics=intrinsics,

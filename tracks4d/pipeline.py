@@ -17,6 +17,7 @@ import torch
 from .checkpoint import default_checkpoint
 from .contracts import Reconstruction, TrackSet
 from .finetune import finetune
+from .geometry import transform_points
 from .inference import guess_intrinsics, run_network
 from .onnx_backend import load_backend
 from .stitch import split_windows, stitch, window_spans
@@ -133,13 +134,18 @@ def _adjust(rec: Reconstruction, opts: ReconstructOptions, known: bool) -> Recon
 
 def _adjust_stitched(rec: Reconstruction, known: bool) -> Reconstruction:
     """Bundle adjustment of a stitched clip from its (already adjusted) windows' cameras, on the tracks that
-    triangulate as static points under them (or rotation-only cameras when the track homographies say so); the
-    input when that finds too little or is rejected."""
+    triangulate as static points under them, starting from those triangulations rather than the windows' averaged
+    static points (or rotation-only cameras when the track homographies say so); the input when that finds too little
+    or is rejected."""
     from .bundle_adjust import bundle_adjust
-    from .track_sfm import static_tracks
+    from .track_sfm import triangulated_static
 
-    adjusted, report = bundle_adjust(rec, gamma_threshold=np.inf, static_mask=static_tracks(rec),
-                                     refine_focal=not known)
+    tri, static = triangulated_static(rec)
+    static_points, points, depth = rec.static_points.copy(), rec.points.copy(), rec.depth.copy()
+    static_points[static] = points[:, static] = tri[static]
+    depth[:, static] = transform_points(rec.world_to_camera, tri[static])[..., 2]
+    start = replace(rec, static_points=static_points, points=points, depth=depth)
+    adjusted, report = bundle_adjust(start, gamma_threshold=np.inf, static_mask=static, refine_focal=not known)
     if report.skipped and not report.rotation_only:
         return replace(rec, meta={**rec.meta, "stitched_bundle_adjustment": report.to_dict()})
     return adjusted

@@ -18,7 +18,7 @@ from .bundle_adjust import reexpress
 from .contracts import Reconstruction
 from .geometry import invert_rigid, transform_points
 
-__all__ = ["cameras_from_tracks", "triangulate", "static_tracks", "with_track_cameras"]
+__all__ = ["cameras_from_tracks", "triangulate", "triangulated_static", "static_tracks", "with_track_cameras"]
 
 MIN_SHARED = 40        # tracks the initial pair must share
 MIN_PNP = 12           # 3D points a frame must see to be posed
@@ -182,13 +182,19 @@ def cameras_from_tracks(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.
     return None if found is None else found[:2]
 
 
-def static_tracks(rec: Reconstruction) -> np.ndarray:
-    """(P,) bool: tracks that triangulate, under ``rec``'s own cameras, as static points consistent with every frame
-    that sees them (:func:`_consistent`) — the static points to adjust when γ cannot be trusted."""
+def triangulated_static(rec: Reconstruction) -> tuple[np.ndarray, np.ndarray]:
+    """(points (P, 3), static (P,) bool): every track triangulated under ``rec``'s own cameras, and which of those
+    are static points consistent with every frame that sees them (:func:`_consistent`)."""
     tracks = rec.tracks.astype(np.float64)
     posed = np.ones(len(rec.camera_to_world), bool)
     tri = triangulate(tracks, rec.visible, rec.world_to_camera, rec.intrinsics, posed)
-    return _consistent(tri, tracks, rec.visible, rec.world_to_camera, rec.intrinsics, posed)
+    return tri, _consistent(tri, tracks, rec.visible, rec.world_to_camera, rec.intrinsics, posed)
+
+
+def static_tracks(rec: Reconstruction) -> np.ndarray:
+    """(P,) bool: the tracks :func:`triangulated_static` finds static — the static points to adjust when γ cannot be
+    trusted."""
+    return triangulated_static(rec)[1]
 
 
 def with_track_cameras(rec: Reconstruction) -> tuple[Reconstruction, np.ndarray] | None:

@@ -29,6 +29,7 @@ __all__ = ["CAMERA_KINDS", "MOVER_KINDS", "SceneConfig", "SyntheticScene", "gene
            "min_visible_frames"]
 
 CAMERA_KINDS = ("orbit", "walk", "pan", "static")
+WALK_MAX_APPROACH = 0.6  # a walk ends at ≥ 40 % of its starting subject distance (1 − this)
 MOVER_KINDS = ("pet", "rigid", "sheet", "blob")
 
 _PLANE, _BOX, _ELLIPSOID, _SHEET = range(4)
@@ -412,8 +413,8 @@ def _camera_path(rng: np.random.Generator, kind: str, tau: np.ndarray, fov: floa
         azimuth = azimuth + np.radians(rng.uniform(20, 120)) * _sign(rng) * t
         radius = radius + _smooth_noise(rng, tau, 0.05, 1)[:, 0]
         elevation = elevation + _smooth_noise(rng, tau, 0.05, 1)[:, 0]
-    elif kind == "walk":
-        radius = radius - rng.uniform(0.15, 0.4) * (t - t[0])
+    elif kind == "walk":  # towards the subject; a clip longer than the nominal motion never closes in past 60 %
+        radius = radius - min(rng.uniform(0.15, 0.4), WALK_MAX_APPROACH / max(t[-1] - t[0], 1e-9)) * (t - t[0])
     elif kind == "pan":
         sweep = fov * rng.uniform(0.2, 0.7) * _sign(rng)
         sideways = np.array([np.cos(azimuth[0]), np.sin(azimuth[0]), 0.0])
