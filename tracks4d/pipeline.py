@@ -157,12 +157,13 @@ def _adjust_long(tracks: TrackSet, windows: list, stitched: Reconstruction, opts
     static points (:func:`~tracks4d.track_sfm.static_tracks`; ties: the first): each window adjusted, stitched, then
     the clip adjusted (:func:`_adjust_stitched`; robust to one window's poor network cameras), or the stitched
     network output adjusted as one (:func:`_adjust` with its track cameras over the whole clip; robust when windows
-    alone see too little parallax, as in pans). ``meta["long_clip_bundle_adjustment"]`` says which and why."""
+    alone see too little parallax, as in pans) and then, like the first, once more from the tracks that triangulate
+    as static under its cameras. ``meta["long_clip_bundle_adjustment"]`` says which and why."""
     from .track_sfm import static_tracks
 
     adjusted = [(span, idx, _adjust(rec, opts, known)) for span, idx, rec in windows]
     candidates = {"windows_first": _adjust_stitched(stitch(tracks, adjusted), known),
-                  "whole_clip": _adjust(stitched, opts, known)}
+                  "whole_clip": _adjust_stitched(_adjust(stitched, opts, known), known)}
     counts = {name: int(static_tracks(rec).sum()) for name, rec in candidates.items()}
     chosen = max(counts, key=counts.get)
     rec = candidates[chosen]
