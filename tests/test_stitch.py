@@ -75,6 +75,17 @@ def test_reconstruct_long_calls_each_window_once():
     assert absolute_trajectory_error(out.camera_to_world, scene.camera_to_world) < 1e-6
 
 
+def test_last_window_overlapping_two_earlier_ones():
+    """95 frames: windows 0-49, 40-89, 45-94; the last shares frames with both earlier windows and is aligned to
+    the one before it as moved into the world, exactly."""
+    scene = generate_scene(5, SceneConfig(n_frames=95, motion_frames=95))
+    rng = np.random.default_rng(2)
+    spans = split_windows(scene.tracks, 50, 10)
+    assert [span for span, _, _ in spans] == [(0, 50), (40, 90), (45, 95)]
+    out = stitch(scene.tracks, [(span, idx, oracle_window(scene, span, idx, rng, 0.0)) for span, idx, _ in spans])
+    assert absolute_trajectory_error(out.camera_to_world, scene.camera_to_world) < 1e-6
+
+
 def test_robust_sim3_ignores_wrong_correspondences():
     """30 % of the correspondences are wrong (like moving points placed at the network's depth): the robust fit
     recovers the similarity where the least-squares one does not."""

@@ -1,7 +1,7 @@
 """Long videos: overlapping windows of at most 50 frames, each reconstructed alone, stitched into one world.
 
-Window k+1 is brought into the world of windows 0..k by a Sim(3) estimated from correspondences it shares with what
-is already stitched: the camera centres of the overlapping frames and the per-frame points of shared tracks there,
+Window k+1 is brought into the world of windows 0..k by a Sim(3) estimated from correspondences it shares with window
+k as already moved there: the camera centres of the overlapping frames and the per-frame points of shared tracks there,
 robustly (RANSAC over Umeyama fits, then a refit on the inliers), so a window's poorly placed points — moving ones
 after bundle adjustment kept only their camera-frame positions — cannot pull the others. Tracks keep their identity:
 every output track is an input track.
@@ -9,7 +9,7 @@ every output track is an input track.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -131,7 +131,7 @@ def stitch(tracks: TrackSet, windows: list[tuple[tuple[int, int], np.ndarray, Re
         gamma[idx] = np.where(np.isnan(gamma[idx]), rec.motion_level, np.fmin(gamma[idx], rec.motion_level))
         reports.append({"frames": [int(start), int(end)], "tracks": int(len(idx)), "scale": float(sim.scale),
                         **{key: rec.meta[key] for key in ("bundle_adjustment", "camera_init") if key in rec.meta}})
-        world = _window_as_world(c2w, points, static_sum, static_cnt, gamma, frames, idx, rec)
+        world = replace(rec, camera_to_world=moved_c2w, world_to_camera=invert_rigid(moved_c2w), points=moved_points)
         world_frames, world_tracks = frames, idx
     missing_tracks = np.flatnonzero(static_cnt == 0)
     if missing_tracks.size:  # never seen well by any window: keep them, at the scene's centre, flagged
@@ -149,17 +149,6 @@ def stitch(tracks: TrackSet, windows: list[tuple[tuple[int, int], np.ndarray, Re
                           "note": "per-window bases do not span the clip: bases holds B1 only; points are exact"}}
     return Reconstruction(c2w, w2c, intr, points, static, gamma, depth, static[None], np.ones((n, 1)),
                           tracks.tracks, tracks.visible, meta)
-
-
-def _window_as_world(c2w, points, static_sum, static_cnt, gamma, frames, idx, rec) -> Reconstruction:
-    """The just-stitched window in world coordinates, as the reference for aligning the next one."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        static = static_sum[idx] / static_cnt[idx, None]
-    pose = c2w[frames]
-    w2c = invert_rigid(pose)
-    return Reconstruction(pose, w2c, rec.intrinsics, np.nan_to_num(points[np.ix_(frames, idx)]),
-                          np.nan_to_num(static), gamma[idx], rec.depth, rec.bases, rec.coefficients,
-                          rec.tracks, rec.visible)
 
 
 def split_windows(tracks: TrackSet, size: int = 50, overlap: int = 10
