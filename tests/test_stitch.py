@@ -35,7 +35,7 @@ def oracle_window(scene, span, idx, rng, noise):
     w2c = invert_rigid(c2w)
     depth = (np.einsum("nij,npj->npi", w2c[:, :3, :3], pts) + w2c[:, None, :3, 3])[..., 2]
     gamma = np.where(scene.dynamic[idx], 1.0, 0.001)
-    n, p = end - start, len(idx)
+    n = end - start
     return Reconstruction(c2w, w2c, scene.intrinsics[start:end], pts, static, gamma, depth, static[None],
                           np.ones((n, 1)), scene.tracks.tracks[start:end][:, idx],
                           scene.tracks.visible[start:end][:, idx])

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from tracks4d.checkpoint import CheckpointError, load_checkpoint, load_model
-from tracks4d.contracts import TrackSet
 from tracks4d.losses import tracks4d_loss
 from tracks4d.model import ModelConfig, TracksTo4D
 from training.datasets import SyntheticDataset, TrackFolderDataset, collate, sample_window
