@@ -78,10 +78,11 @@ def test_stitched_adjustment_starts_from_triangulated_static_points():
     from tracks4d.stitch import split_windows, stitch
 
     scene = generate_scene(3, SceneConfig(n_frames=90, motion_frames=90, camera="orbit"))
-    tracks = scene.tracks.subset(points=np.arange(0, scene.tracks.n_points, 2))
+    keep = np.arange(0, scene.tracks.n_points, 2)
+    tracks = scene.tracks.subset(points=keep)
     rng = np.random.default_rng(0)
-    rec = stitch(tracks, [(span, idx, oracle_window(scene, span, np.arange(0, scene.tracks.n_points, 2)[idx], rng,
-                                                    0.01)) for span, idx, _ in split_windows(tracks, 50, 10)])
+    rec = stitch(tracks, [(span, idx, oracle_window(scene, span, keep[idx], rng, 0.01))
+                          for span, idx, _ in split_windows(tracks, 50, 10)])
     spread = np.ptp(rec.static_points, axis=0)
     wrong = replace(rec, static_points=rec.static_points + rng.normal(size=rec.static_points.shape) * spread)
     adjusted = _adjust_stitched(wrong, True)

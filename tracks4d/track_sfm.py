@@ -82,6 +82,13 @@ def _consistent(points, tracks, visible, w2c, k, posed) -> np.ndarray:
     return placed & (near.min(0) > 0) & (near.max(0) < MAX_DEPTH_RATIO * typical)
 
 
+def _static_points(tracks, visible, w2c, k, posed) -> tuple[np.ndarray, np.ndarray]:
+    """Every track triangulated over the posed frames (:func:`triangulate`) and the (P,) mask of those that are
+    consistent static points (:func:`_consistent`)."""
+    points = triangulate(tracks, visible, w2c, k, posed)
+    return points, _consistent(points, tracks, visible, w2c, k, posed)
+
+
 def _initial_pairs(tracks: np.ndarray, visible: np.ndarray) -> list[tuple[int, int]]:
     """Candidate initial pairs, one per reference frame ``INITIAL_REFERENCES`` (fractions of the clip; the first frame
     from there that shares enough tracks): the reference and the later frame sharing ≥ MIN_SHARED tracks with it
@@ -116,7 +123,6 @@ def _grow(tracks: np.ndarray, visible: np.ndarray, k: np.ndarray, r: int, j: int
         return None
     _, rot, t, _ = cv2.recoverPose(e, tracks[r, both], tracks[j, both], k[r], mask=mask)
     w2c = np.tile(np.eye(4), (n, 1, 1))
-    w2c[r] = np.eye(4)
     w2c[j, :3, :3], w2c[j, :3, 3] = rot, t[:, 0]
     posed = np.zeros(n, bool)
     posed[[r, j]] = True
@@ -151,8 +157,7 @@ def _placed(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.ndarray):
         if found is None:
             continue
         w2c, posed = found
-        tri = triangulate(tracks, visible, w2c, intrinsics, posed)
-        static = _consistent(tri, tracks, visible, w2c, intrinsics, posed)
+        tri, static = _static_points(tracks, visible, w2c, intrinsics, posed)
         seen = visible & posed[:, None] & static[None]
         error = float(np.median(_errors(tri, tracks, w2c, intrinsics)[seen])) if seen.any() else np.inf
         grown.append((w2c, posed, tri, static, error))
@@ -185,10 +190,8 @@ def cameras_from_tracks(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.
 def triangulated_static(rec: Reconstruction) -> tuple[np.ndarray, np.ndarray]:
     """(points (P, 3), static (P,) bool): every track triangulated under ``rec``'s own cameras, and which of those
     are static points consistent with every frame that sees them (:func:`_consistent`)."""
-    tracks = rec.tracks.astype(np.float64)
-    posed = np.ones(len(rec.camera_to_world), bool)
-    tri = triangulate(tracks, rec.visible, rec.world_to_camera, rec.intrinsics, posed)
-    return tri, _consistent(tri, tracks, rec.visible, rec.world_to_camera, rec.intrinsics, posed)
+    return _static_points(rec.tracks.astype(np.float64), rec.visible, rec.world_to_camera, rec.intrinsics,
+                          np.ones(rec.n_frames, bool))
 
 
 def static_tracks(rec: Reconstruction) -> np.ndarray:
