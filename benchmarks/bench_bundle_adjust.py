@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from test_bundle_adjust import F, make_scene  # noqa: E402
 
-from tracks4d.bundle_adjust import bundle_adjust  # noqa: E402
+from tracks4d.geometry.bundle_adjust import bundle_adjust  # noqa: E402
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ def measure(preset: str, n: int, p: int, repeats: int, device: str, overrides: d
 
     import torch
 
-    from tracks4d.model import ModelConfig, TracksTo4D
+    from tracks4d.network.model import ModelConfig, TracksTo4D
 
     torch.manual_seed(0)
     model = TracksTo4D(ModelConfig.preset(preset, **overrides)).to(device).eval()

@@ -3,7 +3,7 @@
     python benchmarks/bench_onnx.py [--checkpoint model.pt] [--sizes 50x100 50x300 50x600] [--repeats 5]
                                     [--device cpu|cuda]
 
-Both backends run :func:`tracks4d.inference.predict` (forward, points, depth, copy to numpy) on the same random
+Both backends run :func:`tracks4d.network.inference.predict` (forward, points, depth, copy to numpy) on the same random
 inputs (1, N, P, 3); after ``--warmup`` calls, the median of ``--repeats`` is reported with the speed-up
 torch / onnx and the largest output difference. ``--device cuda`` uses CUDAExecutionProvider when onnxruntime-gpu
 offers it. Prints a table; no asserts.
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tracks4d.checkpoint import default_checkpoint, load_model
-from tracks4d.inference import predict
-from tracks4d.onnx_backend import OnnxNetwork, export_onnx
+from tracks4d.network.checkpoint import default_checkpoint, load_model
+from tracks4d.network.inference import predict
+from tracks4d.network.onnx_backend import OnnxNetwork, export_onnx
 
 
 def median_seconds(network, inputs: torch.Tensor, warmup: int, repeats: int) -> float:

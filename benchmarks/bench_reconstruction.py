@@ -16,7 +16,7 @@ objects). Each scene is written as PNG frames, tracked once with the built-in LK
                model; PINHOLE camera fixed to the rendered K). Cameras scored on the registered frames only.
 
 Cameras: ATE / RPE (δ=1; translation in scene units, rotation in degrees) after a Sim(3) fit of the camera centres
-(``tracks4d.metrics.trajectory_metrics``). Depth: AbsRel and δ<1.25 at the tracks (per-frame median scaling, scored
+(``tracks4d.evaluation.metrics.trajectory_metrics``). Depth: AbsRel and δ<1.25 at the tracks (per-frame median scaling, scored
 where the tracker marks the track visible), against the exact depth of the surface point seen at each track's query
 pixel in its query frame, moved with its body to every frame; ``dyn`` is AbsRel over the tracks on moving bodies.
 Times are seconds: tracking + fine-tuning + network + BA (model loading excluded; ``breakdown`` lists them).
@@ -35,12 +35,12 @@ import cv2
 import numpy as np
 
 from tracks4d.contracts import TrackSet
-from tracks4d.metrics import depth_metrics_split, trajectory_metrics
-from tracks4d.overlay import save_video
+from tracks4d.evaluation.metrics import depth_metrics_split, trajectory_metrics
+from tracks4d.io.overlay import save_video
 from tracks4d.pipeline import ReconstructOptions, run_pipeline
-from tracks4d.render import _surface_points, render_scene
+from tracks4d.evaluation.render import _surface_points, render_scene
 from tracks4d.tracking import TrackerConfig, track_clip
-from tracks4d.video import read_video
+from tracks4d.io.video import read_video
 
 SIZE = (640, 480)
 NOISE = 2.0

@@ -4,7 +4,7 @@
 
 Held-out synthetic scenes (seeds 3_000_003 + i, camera paths orbit / walk / pan in turn, generator noise) of
 ``--frames`` frames, with every track the generator makes (like the pipeline's tracker: a 15×15 grid every 20
-frames; ``--max-tracks`` subsamples), are cut into windows (``tracks4d.stitch.split_windows``) and reconstructed two
+frames; ``--max-tracks`` subsamples), are cut into windows (``tracks4d.network.stitch.split_windows``) and reconstructed two
 ways:
 
 - net: each window by the network alone, stitched (``stitch``);
@@ -31,13 +31,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from tracks4d.checkpoint import default_checkpoint, load_model
+from tracks4d.network.checkpoint import default_checkpoint, load_model
 from tracks4d.contracts import Reconstruction
 from tracks4d.geometry import invert_rigid
-from tracks4d.inference import run_network
-from tracks4d.metrics import absolute_trajectory_error
+from tracks4d.network.inference import run_network
+from tracks4d.evaluation.metrics import absolute_trajectory_error
 from tracks4d.pipeline import ReconstructOptions, _adjust, _adjust_stitched, run_pipeline
-from tracks4d.stitch import split_windows, stitch
+from tracks4d.network.stitch import split_windows, stitch
 from training.synthetic import SceneConfig, generate_scene
 
 SEED = 3_000_003

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_tracker.py [--frames 50] [--grid 15] [--repeats 3]
 
-Clips: a rendered textured scene (tracks4d.render) and, when ../shared/data/real is present, the real clips resized
+Clips: a rendered textured scene (tracks4d.evaluation.render) and, when ../shared/data/real is present, the real clips resized
 to 640×480. Prints seconds per clip (best of --repeats), tracks and visible fraction. No asserts.
 """
 
@@ -16,9 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tracks4d.render import render_scene
+from tracks4d.evaluation.render import render_scene
 from tracks4d.tracking import TrackerConfig, track_frames
-from tracks4d.video import read_video
+from tracks4d.io.video import read_video
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 CLIPS = ("cotracker_demo_videos/cat.mp4", "cotracker_demo_videos/bear.mp4", "tapip3d_demo_videos/sheep.mp4",

@@ -13,8 +13,8 @@ import time
 import numpy as np
 import torch
 
-from tracks4d.losses import tracks4d_loss
-from tracks4d.model import ModelConfig, TracksTo4D
+from tracks4d.network.losses import tracks4d_loss
+from tracks4d.network.model import ModelConfig, TracksTo4D
 from training.datasets import SyntheticDataset, collate
 
 

@@ -12,8 +12,8 @@ import argparse
 
 import torch
 
-from tracks4d.checkpoint import load_model
-from tracks4d.model import TracksTo4D
+from tracks4d.network.checkpoint import load_model
+from tracks4d.network.model import TracksTo4D
 from training.trainer import held_out_scenes, validate
 
 

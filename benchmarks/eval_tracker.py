@@ -3,10 +3,10 @@
     python benchmarks/eval_tracker.py [--seeds 0 1 2] [--frames 50] [--size 640 480] [--noise 2]
                                       [--mode strided|first] [--resize 256 256] [--grid 15] [--query-every 20]
 
-Each scene comes from tracks4d.render (a textured room, static boxes, a moving box and card, a handheld camera) and
+Each scene comes from tracks4d.evaluation.render (a textured room, static boxes, a moving box and card, a handheld camera) and
 is tracked with tracks4d.tracking.track_frames. Ground truth is built for the tracker's own queries: each track's
 position at its query frame. Prints per scene and on average δ_avg, δ<1…16, occlusion accuracy (OA) and Average
-Jaccard (AJ) (tracks4d.tapvid), AJ of the queries on the static background and on movers, two diagnostics (missed:
+Jaccard (AJ) (tracks4d.evaluation.tapvid), AJ of the queries on the static background and on movers, two diagnostics (missed:
 share of truly visible entries the tracker calls occluded; med px: median error where both say visible), tracker
 seconds and tracks, and a perfect-tracker row (ground truth fed back as the prediction: every metric must read 1).
 Thresholds are in pixels of --size, or of --resize (TAP-Vid evaluates at 256×256).
@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
-from tracks4d.render import ground_truth_tracks, query_bodies, render_scene
-from tracks4d.tapvid import THRESHOLDS, scored_entries, tapvid_metrics
+from tracks4d.evaluation.render import ground_truth_tracks, query_bodies, render_scene
+from tracks4d.evaluation.tapvid import THRESHOLDS, scored_entries, tapvid_metrics
 from tracks4d.tracking import TrackerConfig, track_frames
 
 COLUMNS = ["delta_avg"] + [f"delta_{x}" for x in THRESHOLDS] + ["occlusion_accuracy", "average_jaccard",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracks4d.metrics import rotation_angle_deg
+from tracks4d.evaluation.metrics import rotation_angle_deg
 from tracks4d.pipeline import ReconstructOptions, run_pipeline
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "tapip3d_demo_videos" / "pstudio.mp4"

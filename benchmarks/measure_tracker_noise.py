@@ -3,7 +3,7 @@
     python benchmarks/measure_tracker_noise.py [--scenes 4] [--frames 50] [--noise-std 2] [--seed-offset 0]
                                                [--json PATH]
 
-Scenes seed-offset … seed-offset + scenes − 1 are rendered at 640×480 (tracks4d.render, image noise --noise-std grey
+Scenes seed-offset … seed-offset + scenes − 1 are rendered at 640×480 (tracks4d.evaluation.render, image noise --noise-std grey
 levels) and tracked with the default TrackerConfig (tracks4d.tracking.track_frames); exact ground truth is built for
 the tracker's own queries (benchmarks/eval_tracker.py does the same). e = tracked − true (px) on entries where both
 say visible. training.synthetic.SceneConfig models e per axis as jitter j_t ~ N(0, σ_j²) plus a random walk with
@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tracks4d.render import ground_truth_tracks, render_scene  # noqa: E402
+from tracks4d.evaluation.render import ground_truth_tracks, render_scene  # noqa: E402
 from tracks4d.tracking import track_frames  # noqa: E402
 from training.synthetic import SceneConfig  # noqa: E402
 

@@ -7,7 +7,7 @@ Suite (50 frames, noisy tracks; nothing in it was trained on):
 - ``orbit`` / ``walk`` / ``pan``: synthetic scenes (``training.synthetic``) of that camera path, movers of every kind,
   seeds from 2_000_003 (training draws from the run's seed stream, validation uses 1_000_003+), generator noise;
 - ``sheet``: the mover kind held out of training (``training.datasets.HELD_OUT_MOVER``), a moving camera;
-- ``rendered``: textured scenes from ``tracks4d.render`` (another world generator) tracked by the built-in LK tracker,
+- ``rendered``: textured scenes from ``tracks4d.evaluation.render`` (another world generator) tracked by the built-in LK tracker,
   so the tracks carry the tracker's real errors; COLMAP runs on the same rendered frames.
 
 Stages: ``untrained`` (the network at the start of training: random weights, cameras placed as after pre-training),
@@ -32,14 +32,14 @@ import cv2
 import numpy as np
 import torch
 
-from tracks4d.checkpoint import load_checkpoint, save_checkpoint
-from tracks4d.losses import PRETRAIN_CENTRE
-from tracks4d.metrics import depth_metrics_split, trajectory_metrics
-from tracks4d.model import ModelConfig, TracksTo4D
+from tracks4d.network.checkpoint import load_checkpoint, save_checkpoint
+from tracks4d.network.losses import PRETRAIN_CENTRE
+from tracks4d.evaluation.metrics import depth_metrics_split, trajectory_metrics
+from tracks4d.network.model import ModelConfig, TracksTo4D
 from tracks4d.pipeline import ReconstructOptions, run_pipeline
-from tracks4d.render import render_scene
+from tracks4d.evaluation.render import render_scene
 from tracks4d.tracking import TrackerConfig, track_clip
-from tracks4d.video import read_video
+from tracks4d.io.video import read_video
 from training.datasets import HELD_OUT_MOVER
 from training.synthetic import MOVER_KINDS, SceneConfig, generate_scene
 

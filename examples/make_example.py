@@ -1,5 +1,5 @@
 """Render the bundled example clip (examples/rendered_room.mp4): 50 frames at 640×480 of a textured room with a
-sliding box and a flying card, filmed by a handheld camera (tracks4d.render, seed 0). Ours to redistribute
+sliding box and a flying card, filmed by a handheld camera (tracks4d.evaluation.render, seed 0). Ours to redistribute
 (Apache-2.0). Prints the true intrinsics, to pass as --fx/--fy/--cx/--cy.
 
     python examples/make_example.py [--out examples/rendered_room.mp4]
@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tracks4d.overlay import save_video
-from tracks4d.render import render_scene
+from tracks4d.io.overlay import save_video
+from tracks4d.evaluation.render import render_scene
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tracks4d.contracts import TrackSet
-from tracks4d.video import VideoError, probe_video, read_video
+from tracks4d.io.video import VideoError, probe_video, read_video
 
 from .settings import Settings
 

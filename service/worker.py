@@ -55,8 +55,8 @@ def summarize(rec, job_id: str, inline_points_max: int) -> dict:
 
 def _worker_main(conn, settings_json: str) -> None:
     """Worker process: load the network once, then run the jobs the supervisor sends until it sends None."""
-    from tracks4d.checkpoint import default_checkpoint
-    from tracks4d.onnx_backend import load_backend
+    from tracks4d.network.checkpoint import default_checkpoint
+    from tracks4d.network.onnx_backend import load_backend
     from tracks4d.pipeline import ReconstructOptions, run_pipeline
 
     settings = Settings.model_validate_json(settings_json)

@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tracks4d.video import read_video
+from tracks4d.io.video import read_video
 
 __all__ = ["REAL_DATA", "build_cop3d_fixture", "opencv_to_pytorch3d"]
 

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("pycolmap")
 
-from tracks4d.bundle_adjust import BAReport, bundle_adjust, rotation_only_cameras  # noqa: E402
+from tracks4d.geometry.bundle_adjust import BAReport, bundle_adjust, rotation_only_cameras  # noqa: E402
 from tracks4d.contracts import Reconstruction  # noqa: E402
 from tracks4d.geometry import invert_rigid, pose_matrix, umeyama_sim3  # noqa: E402
 

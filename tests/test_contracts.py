@@ -163,3 +163,15 @@ def test_save_never_corrupts_previous_result(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         rec.save(path)
     assert path.read_bytes() == before
+
+
+def test_core_never_imports_service_or_training_and_serve_is_a_registered_command():
+    import subprocess
+    import sys
+
+    code = ("import sys, tracks4d, tracks4d.pipeline, tracks4d.cli; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('service', 'training')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+    out = subprocess.run([sys.executable, "-m", "tracks4d.cli", "serve", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--data-dir" in out.stdout

@@ -7,9 +7,9 @@ import numpy as np
 import torch
 
 from tracks4d.contracts import Reconstruction
-from tracks4d.export import write_outputs
-from tracks4d.inference import run_network
-from tracks4d.model import ModelConfig, TracksTo4D
+from tracks4d.io.export import write_outputs
+from tracks4d.network.inference import run_network
+from tracks4d.network.model import ModelConfig, TracksTo4D
 from training.synthetic import SceneConfig, generate_scene
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from tracks4d.checkpoint import load_model, save_checkpoint
-from tracks4d.finetune import finetune
-from tracks4d.inference import network_inputs
-from tracks4d.losses import tracks4d_loss
-from tracks4d.model import ModelConfig, TracksTo4D
+from tracks4d.network.checkpoint import load_model, save_checkpoint
+from tracks4d.network.finetune import finetune
+from tracks4d.network.inference import network_inputs
+from tracks4d.network.losses import tracks4d_loss
+from tracks4d.network.model import ModelConfig, TracksTo4D
 from training.synthetic import SceneConfig, generate_scene
 
 

@@ -6,12 +6,12 @@ import sys
 import numpy as np
 import torch
 
-from tracks4d.checkpoint import save_checkpoint
+from tracks4d.network.checkpoint import save_checkpoint
 from tracks4d.cli import main
 from tracks4d.contracts import Reconstruction, TrackSet
 from tracks4d.geometry import normalized_to_pixels
-from tracks4d.inference import guess_intrinsics, run_network
-from tracks4d.model import ModelConfig, TracksTo4D
+from tracks4d.network.inference import guess_intrinsics, run_network
+from tracks4d.network.model import ModelConfig, TracksTo4D
 from training.synthetic import SceneConfig, generate_scene
 
 
@@ -47,7 +47,7 @@ def test_guessed_intrinsics_without_k():
 
 def test_normalisation_matches_intrinsics():
     ts = generate_scene(6, SceneConfig(n_frames=24, noise=False)).tracks
-    from tracks4d.inference import network_inputs
+    from tracks4d.network.inference import network_inputs
 
     x = network_inputs(ts).numpy()
     back = normalized_to_pixels(x[..., :2].astype(np.float64), ts.intrinsics)

@@ -5,8 +5,8 @@ import math
 import torch
 
 from tracks4d.geometry import project_normalized, rot6d_to_matrix
-from tracks4d.losses import LossWeights, cauchy_nll, pretrain_camera_loss, supervised_loss, tracks4d_loss
-from tracks4d.model import ModelOutput, to_camera
+from tracks4d.network.losses import LossWeights, cauchy_nll, pretrain_camera_loss, supervised_loss, tracks4d_loss
+from tracks4d.network.model import ModelOutput, to_camera
 
 
 def scene(n=4, p=6, k=3, seed=0, requires_grad=False):

@@ -10,9 +10,9 @@ from scipy.spatial.transform import Rotation
 
 from tracks4d.contracts import GroundTruth, Reconstruction
 from tracks4d.geometry import invert_rigid, pose_matrix
-from tracks4d.metrics import (absolute_trajectory_error, depth_metrics, depth_metrics_split, end_point_error,
+from tracks4d.evaluation.metrics import (absolute_trajectory_error, depth_metrics, depth_metrics_split, end_point_error,
                               evaluate_reconstruction, relative_pose_error, rotation_angle_deg, trajectory_metrics)
-from tracks4d.trajectory_io import associate, read_kitti, read_trajectory, read_tum
+from tracks4d.io.trajectory_io import associate, read_kitti, read_trajectory, read_tum
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "evo_trajectories"
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real data absent: {REAL}")

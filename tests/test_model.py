@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tracks4d.model import ModelConfig, TracksTo4D, encode_inputs
+from tracks4d.network.model import ModelConfig, TracksTo4D, encode_inputs
 
 
 def small(**kw):
@@ -139,7 +139,7 @@ def test_paper_forward_at_50x900_peaks_below_4gb():
 
     code = (
         "import resource, torch\n"
-        "from tracks4d.model import ModelConfig, TracksTo4D\n"
+        "from tracks4d.network.model import ModelConfig, TracksTo4D\n"
         "m = TracksTo4D(ModelConfig.preset('paper')).eval()\n"
         "x = torch.rand(1, 50, 900, 3)\n"
         "fm, pm = torch.ones(1, 50, dtype=torch.bool), torch.ones(1, 900, dtype=torch.bool)\n"
@@ -154,7 +154,7 @@ def test_paper_forward_at_50x900_peaks_below_4gb():
 
 @torch.no_grad()
 def test_place_cameras_is_the_pretraining_optimum():
-    from tracks4d.losses import PRETRAIN_CENTRE, pretrain_camera_loss
+    from tracks4d.network.losses import PRETRAIN_CENTRE, pretrain_camera_loss
 
     model = small()
     assert pretrain_camera_loss(model(inputs(22, 30))).item() > 1.0

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import tracks4d
-from tracks4d.checkpoint import save_checkpoint
+from tracks4d.network.checkpoint import save_checkpoint
 from tracks4d.cli import main
 from tracks4d.contracts import Reconstruction
-from tracks4d.model import ModelConfig, TracksTo4D
+from tracks4d.network.model import ModelConfig, TracksTo4D
 from tracks4d.pipeline import ReconstructOptions, intrinsics_from_options, run_pipeline
 from training.synthetic import SceneConfig, generate_scene
 
@@ -52,7 +52,7 @@ def test_long_clip_is_stitched(checkpoint):
 def test_long_clip_with_bundle_adjustment_adjusts_windows_then_the_whole(checkpoint):
     """Both long-clip BA paths run (windows first, then the clip; or the stitched clip as one) and the one with more
     static tracks is kept: the trajectory comes out accurate."""
-    from tracks4d.metrics import absolute_trajectory_error
+    from tracks4d.evaluation.metrics import absolute_trajectory_error
 
     scene = generate_scene(21, SceneConfig(n_frames=80, motion_frames=50, camera="orbit"))
     tracks = scene.tracks.subset(points=np.arange(0, scene.tracks.n_points, 3))
@@ -73,9 +73,9 @@ def test_stitched_adjustment_starts_from_triangulated_static_points():
     from dataclasses import replace
 
     from test_stitch import oracle_window
-    from tracks4d.metrics import absolute_trajectory_error
+    from tracks4d.evaluation.metrics import absolute_trajectory_error
     from tracks4d.pipeline import _adjust_stitched
-    from tracks4d.stitch import split_windows, stitch
+    from tracks4d.network.stitch import split_windows, stitch
 
     scene = generate_scene(3, SceneConfig(n_frames=90, motion_frames=90, camera="orbit"))
     keep = np.arange(0, scene.tracks.n_points, 2)

@@ -1,4 +1,4 @@
-"""Rendered textured scenes (tracks4d.render): exact ground-truth tracks, occlusion, determinism; TAP-Vid metrics."""
+"""Rendered textured scenes (tracks4d.evaluation.render): exact ground-truth tracks, occlusion, determinism; TAP-Vid metrics."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tracks4d.render import RenderedScene, ground_truth_tracks, query_bodies, render_scene
-from tracks4d.tapvid import tapvid_metrics
+from tracks4d.evaluation.render import RenderedScene, ground_truth_tracks, query_bodies, render_scene
+from tracks4d.evaluation.tapvid import tapvid_metrics
 
 N_FRAMES, SIZE = 16, (320, 240)
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from tracks4d import checkpoint as ckpt
-from tracks4d.checkpoint import CheckpointError, default_checkpoint, load_checkpoint, load_model
+from tracks4d.network import checkpoint as ckpt
+from tracks4d.network.checkpoint import CheckpointError, default_checkpoint, load_checkpoint, load_model
 from training.ship import MAX_FP16_DIFF, main as ship_main
 from training.trainer import main as train_main
 

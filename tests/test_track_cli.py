@@ -9,8 +9,8 @@ import torch
 
 from tracks4d.cli import main
 from tracks4d.contracts import TrackSet
-from tracks4d.cotracker import CoTrackerUnavailable, load_cotracker, track_frames_cotracker
-from tracks4d.overlay import draw_tracks
+from tracks4d.tracking.cotracker import CoTrackerUnavailable, load_cotracker, track_frames_cotracker
+from tracks4d.io.overlay import draw_tracks
 from tracks4d.tracking import TrackerConfig
 
 from test_tracking import shifted_clip

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 
 from tracks4d.pipeline import _from_track_cameras
-from tracks4d.track_sfm import cameras_from_tracks, with_track_cameras
+from tracks4d.geometry.track_sfm import cameras_from_tracks, with_track_cameras
 
 from test_bundle_adjust import _centre_error, make_scene
 
@@ -46,8 +46,8 @@ def test_a_failed_start_is_replaced_by_a_better_initial_pair():
     from dataclasses import replace as dc_replace
 
     from tracks4d.geometry import invert_rigid
-    from tracks4d.metrics import absolute_trajectory_error
-    from tracks4d.stitch import split_windows
+    from tracks4d.evaluation.metrics import absolute_trajectory_error
+    from tracks4d.network.stitch import split_windows
     from training.synthetic import SceneConfig, generate_scene
 
     scene = generate_scene(3_000_006, dc_replace(SceneConfig(), n_frames=150, camera="orbit", motion_frames=50))

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from tracks4d.checkpoint import CheckpointError, load_checkpoint, load_model
-from tracks4d.losses import tracks4d_loss
-from tracks4d.model import ModelConfig, TracksTo4D
+from tracks4d.network.checkpoint import CheckpointError, load_checkpoint, load_model
+from tracks4d.network.losses import tracks4d_loss
+from tracks4d.network.model import ModelConfig, TracksTo4D
 from training.datasets import SyntheticDataset, TrackFolderDataset, collate, sample_window
 from training.synthetic import SceneConfig, generate_scene
 from training.trainer import main

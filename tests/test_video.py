@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tracks4d.video import VideoError, probe_video, read_video
+from tracks4d.io.video import VideoError, probe_video, read_video
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 

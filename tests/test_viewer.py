@@ -11,7 +11,7 @@ import pytest
 viser = pytest.importorskip("viser")
 
 from tracks4d.contracts import Reconstruction  # noqa: E402
-from tracks4d.viewer import build_scene, frustum_fov_aspect, serve  # noqa: E402
+from tracks4d.io.viewer import build_scene, frustum_fov_aspect, serve  # noqa: E402
 
 N, P = 4, 30
 

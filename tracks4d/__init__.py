@@ -1,7 +1,7 @@
 """tracks4d: 2D point tracks of a casual video → cameras and per-frame 3D points (TracksTo4D)."""
 
 from .contracts import ContractError, GroundTruth, Reconstruction, TrackSet
-from .model import PRESETS, ModelConfig, ModelOutput, TracksTo4D
+from .network.model import PRESETS, ModelConfig, ModelOutput, TracksTo4D
 from .pipeline import reconstruct
 
 __version__ = "0.1.0"

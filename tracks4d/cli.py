@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import entry_points
 import time
 from pathlib import Path
 
 import torch
 
 from . import __version__
-from .checkpoint import CheckpointError, default_checkpoint
-from .cotracker import CoTrackerUnavailable
-from .export import write_outputs
-from .metrics import evaluate_reconstruction
-from .overlay import draw_tracks, save_contact_sheet, save_video
+from .network.checkpoint import CheckpointError, default_checkpoint
+from .tracking.cotracker import CoTrackerUnavailable
+from .io.export import write_outputs
+from .evaluation.metrics import evaluate_reconstruction
+from .io.overlay import draw_tracks, save_contact_sheet, save_video
 from .pipeline import ReconstructOptions, run_pipeline
-from .tracking import TRACKERS, TrackerConfig, track_clip
-from .video import VideoError, read_video
+from .tracking.lk import TRACKERS, TrackerConfig, track_clip
+from .io.video import VideoError, read_video
 from .contracts import ContractError, Reconstruction, TrackSet, load_any
-from .inference import run_network
-from .model import PRESETS, TracksTo4D
-from .onnx_backend import BACKENDS, DEFAULT_OPSET, OnnxUnavailable, export_onnx, load_backend
+from .network.inference import run_network
+from .network.model import PRESETS, TracksTo4D
+from .network.onnx_backend import BACKENDS, DEFAULT_OPSET, OnnxUnavailable, export_onnx, load_backend
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -141,7 +142,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _view(args: argparse.Namespace) -> int:
     """Serve the interactive 3D viewer of OUT (a folder holding reconstruction.npz, or the .npz) until Ctrl-C."""
-    from .viewer import serve
+    from .io.viewer import serve
 
     try:
         serve(args.output, host=args.host, port=args.port)
@@ -151,20 +152,17 @@ def _view(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
-    """Run the web service (``service.create_app``) with uvicorn until Ctrl-C; settings from TRACKS4D_* variables
-    and the flags given here."""
-    try:
-        import uvicorn
-        from service import Settings, create_app
-    except ImportError as exc:  # the service extra is optional
-        print(f"tracks4d: error: the service needs its extra: pip install 'tracks4d[service]' ({exc})",
-              file=sys.stderr)
-        return 2
-    overrides = {k: v for k, v in (("data_dir", args.data_dir), ("checkpoint", args.checkpoint),
-                                   ("device", args.device), ("backend", args.backend)) if v is not None}
-    uvicorn.run(create_app(Settings(**overrides)), host=args.host, port=args.port, log_level=args.log_level)
-    return 0
+def _add_plugin_commands(sub) -> None:
+    """Commands other packages register under the ``tracks4d.commands`` entry point (``serve`` from ``service``):
+    each is ``register(subparsers)``. One whose package cannot be imported still appears and says what to
+    install."""
+    for entry in entry_points(group="tracks4d.commands"):
+        try:
+            entry.load()(sub)
+        except ImportError as exc:
+            message = f"'{entry.name}' needs an optional extra (pip install 'tracks4d[{entry.name}]'): {exc}"
+            sub.add_parser(entry.name, help=f"unavailable: {message}").set_defaults(
+                func=lambda args, message=message: print(f"tracks4d: error: {message}", file=sys.stderr) or 2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,15 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("-o", "--output", required=True, help=".onnx file to write")
     x.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version (14–20)")
     x.set_defaults(func=_export_onnx)
-    sv = sub.add_parser("serve", help="run the HTTP service (POST /reconstruct, jobs, metrics) with uvicorn")
-    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
-    sv.add_argument("--port", type=int, default=8000)
-    sv.add_argument("--data-dir", help="job and result storage (default: $TRACKS4D_DATA_DIR or ./tracks4d-data)")
-    sv.add_argument("--checkpoint", help="model (default: $TRACKS4D_CHECKPOINT or the shipped one)")
-    sv.add_argument("--device", help="cpu, cuda or auto (default: $TRACKS4D_DEVICE or cpu)")
-    sv.add_argument("--backend", choices=BACKENDS, help="default network backend (default: $TRACKS4D_BACKEND)")
-    sv.add_argument("--log-level", default="info")
-    sv.set_defaults(func=_serve)
+    _add_plugin_commands(sub)
     return p
 
 

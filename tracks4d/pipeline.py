@@ -14,15 +14,15 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .checkpoint import default_checkpoint
+from .network.checkpoint import default_checkpoint
 from .contracts import Reconstruction, TrackSet
-from .finetune import finetune
-from .geometry import transform_points
-from .inference import guess_intrinsics, run_network
-from .onnx_backend import load_backend
-from .stitch import split_windows, stitch, window_spans
-from .tracking import TrackerConfig, track_clip
-from .video import Clip, read_video
+from .network.finetune import finetune
+from .geometry.transforms import transform_points
+from .network.inference import guess_intrinsics, run_network
+from .network.onnx_backend import load_backend
+from .network.stitch import split_windows, stitch, window_spans
+from .tracking.lk import TrackerConfig, track_clip
+from .io.video import Clip, read_video
 
 __all__ = ["ReconstructOptions", "ReconstructResult", "run_pipeline", "reconstruct", "intrinsics_from_options"]
 
@@ -40,9 +40,9 @@ class ReconstructOptions:
     None: the 40th percentile of this clip's γ) · camera_init: "auto" (BA starts from the network's cameras; when it
     cannot — under ``MIN_INLIER_SHARE`` of the static observations reproject within its gate, or its cameras barely
     move while the tracks show parallax —
-    from cameras the tracks give, :mod:`tracks4d.track_sfm`)
+    from cameras the tracks give, :mod:`tracks4d.geometry.track_sfm`)
     or "network" (never the fallback) · finetune_steps · window / overlap: long-video windows (the network
-    sees ≤ 50 frames) · backend: "torch", or "onnx" (ONNX Runtime, :mod:`tracks4d.onnx_backend`; checkpoint may be
+    sees ≤ 50 frames) · backend: "torch", or "onnx" (ONNX Runtime, :mod:`tracks4d.network.onnx_backend`; checkpoint may be
     a .onnx file; no fine-tuning)."""
 
     checkpoint: str | Path | None = None
@@ -102,11 +102,11 @@ def intrinsics_from_options(opts: ReconstructOptions, image_size: tuple[int, int
 
 
 def _from_track_cameras(rec: Reconstruction, known: bool) -> Reconstruction | None:
-    """BA from cameras the tracks give (:mod:`tracks4d.track_sfm`) when it cannot start from the network's: the
+    """BA from cameras the tracks give (:mod:`tracks4d.geometry.track_sfm`) when it cannot start from the network's: the
     result even when that BA is rejected (the track cameras then stand), None when the tracks give no cameras or too
     few static points. ``meta['camera_init']`` says so."""
-    from .bundle_adjust import bundle_adjust
-    from .track_sfm import with_track_cameras
+    from .geometry.bundle_adjust import bundle_adjust
+    from .geometry.track_sfm import with_track_cameras
 
     found = with_track_cameras(rec)
     if found is None:
@@ -119,7 +119,7 @@ def _from_track_cameras(rec: Reconstruction, known: bool) -> Reconstruction | No
 def _adjust(rec: Reconstruction, opts: ReconstructOptions, known: bool) -> Reconstruction:
     """Bundle adjustment of one window's network output: from its cameras, or from the track cameras when those
     cannot seed it (``camera_init="auto"``). ``meta`` records the γ threshold and the report."""
-    from .bundle_adjust import bundle_adjust
+    from .geometry.bundle_adjust import bundle_adjust
 
     threshold = opts.ba_gamma if opts.ba_gamma is not None else float(np.quantile(rec.motion_level, 0.4))
     adjusted, report = bundle_adjust(rec, gamma_threshold=threshold, refine_focal=not known)
@@ -137,8 +137,8 @@ def _adjust_stitched(rec: Reconstruction, known: bool) -> Reconstruction:
     triangulate as static points under them, starting from those triangulations rather than the windows' averaged
     static points (or rotation-only cameras when the track homographies say so); the input when that finds too little
     or is rejected."""
-    from .bundle_adjust import bundle_adjust
-    from .track_sfm import triangulated_static
+    from .geometry.bundle_adjust import bundle_adjust
+    from .geometry.track_sfm import triangulated_static
 
     tri, static = triangulated_static(rec)
     static_points, points, depth = rec.static_points.copy(), rec.points.copy(), rec.depth.copy()
@@ -154,12 +154,12 @@ def _adjust_stitched(rec: Reconstruction, known: bool) -> Reconstruction:
 def _adjust_long(tracks: TrackSet, windows: list, stitched: Reconstruction, opts: ReconstructOptions,
                  known: bool) -> Reconstruction:
     """Bundle adjustment of a long clip, two ways, keeping the one under whose cameras more tracks triangulate as
-    static points (:func:`~tracks4d.track_sfm.static_tracks`; ties: the first): each window adjusted, stitched, then
+    static points (:func:`~tracks4d.geometry.track_sfm.static_tracks`; ties: the first): each window adjusted, stitched, then
     the clip adjusted (:func:`_adjust_stitched`; robust to one window's poor network cameras), or the stitched
     network output adjusted as one (:func:`_adjust` with its track cameras over the whole clip; robust when windows
     alone see too little parallax, as in pans) and then, like the first, once more from the tracks that triangulate
     as static under its cameras. ``meta["long_clip_bundle_adjustment"]`` says which and why."""
-    from .track_sfm import static_tracks
+    from .geometry.track_sfm import static_tracks
 
     adjusted = [(span, idx, _adjust(rec, opts, known)) for span, idx, rec in windows]
     candidates = {"windows_first": _adjust_stitched(stitch(tracks, adjusted), known),
@@ -182,7 +182,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
                  on_progress: Callable[[float, str], None] | None = None) -> ReconstructResult:
     """Run the whole pipeline on a video file, a frame folder, a track ``.npz`` or a :class:`TrackSet`.
 
-    network: an already loaded ``(network, payload)`` from :func:`~tracks4d.onnx_backend.load_backend` (a server
+    network: an already loaded ``(network, payload)`` from :func:`~tracks4d.network.onnx_backend.load_backend` (a server
     loads it once), else it is loaded from ``opts.checkpoint`` / ``opts.backend``. on_progress(fraction, stage) is
     told as stages finish (decoded, tracked, each window, bundle adjustment)."""
     progress = on_progress or (lambda fraction, stage: None)

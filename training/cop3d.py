@@ -30,7 +30,7 @@ from tqdm import tqdm
 from tracks4d.contracts import ContractError, GroundTruth, TrackSet
 from tracks4d.geometry import pose_matrix
 from tracks4d.tracking import TrackerConfig, track_clip
-from tracks4d.video import Clip
+from tracks4d.io.video import Clip
 
 from .datasets import ClipDataset, DatasetError, register_dataset
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from tracks4d.contracts import ContractError, TrackSet, min_visible_frames
-from tracks4d.inference import network_inputs
+from tracks4d.network.inference import network_inputs
 
 from .synthetic import MOVER_KINDS, SceneConfig, generate_window
 

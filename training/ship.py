@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from tracks4d.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
-from tracks4d.inference import network_inputs
+from tracks4d.network.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from tracks4d.network.inference import network_inputs
 
 from .synthetic import SceneConfig, generate_scene
 

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from tracks4d.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from tracks4d.network.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from tracks4d.contracts import ContractError
-from tracks4d.inference import run_network
-from tracks4d.losses import PRETRAIN_CENTRE, pretrain_camera_loss, supervised_loss, tracks4d_loss
-from tracks4d.metrics import absolute_trajectory_error, depth_metrics
-from tracks4d.model import PRESETS, ModelConfig, TracksTo4D
+from tracks4d.network.inference import run_network
+from tracks4d.network.losses import PRETRAIN_CENTRE, pretrain_camera_loss, supervised_loss, tracks4d_loss
+from tracks4d.evaluation.metrics import absolute_trajectory_error, depth_metrics
+from tracks4d.network.model import PRESETS, ModelConfig, TracksTo4D
 
 from . import cop3d, videos  # noqa: F401  (register --data cop3d, videos)
 from .datasets import DATASETS, HELD_OUT_MOVER, Batch, DatasetError, build_dataset, collate

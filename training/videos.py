@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from tracks4d.contracts import ContractError, TrackSet
 from tracks4d.tracking import TrackerConfig, track_video
-from tracks4d.video import VideoError
+from tracks4d.io.video import VideoError
 
 from .datasets import ClipDataset, DatasetError, register_dataset
 

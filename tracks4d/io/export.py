@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 import numpy as np  # noqa: E402
 
-from .contracts import Reconstruction  # noqa: E402
+from ..contracts import Reconstruction  # noqa: E402
 from .overlay import draw_tracks, save_video, track_colours  # noqa: E402
 
 __all__ = ["write_ply", "write_cameras_json", "write_summary_png", "write_outputs", "motion_colours"]

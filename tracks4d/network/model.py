@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .geometry import rot6d_to_matrix
+from ..geometry.transforms import rot6d_to_matrix
 
 __all__ = ["ModelConfig", "PRESETS", "TracksTo4D", "ModelOutput", "encode_inputs", "to_camera"]
 

@@ -10,8 +10,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .contracts import TrackSet, min_visible_frames
-from .tracking import TrackerConfig, grid_points, query_frames
+from ..contracts import TrackSet, min_visible_frames
+from .lk import TrackerConfig, grid_points, query_frames
 
 __all__ = ["CoTrackerUnavailable", "load_cotracker", "track_frames_cotracker", "INSTALL_HINT"]
 

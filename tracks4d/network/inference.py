@@ -8,8 +8,8 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 import torch
 
-from .contracts import Reconstruction, TrackSet, min_visible_frames
-from .geometry import invert_rigid, pixels_to_normalized
+from ..contracts import Reconstruction, TrackSet, min_visible_frames
+from ..geometry.transforms import invert_rigid, pixels_to_normalized
 from .model import ModelOutput, TracksTo4D, to_camera
 
 __all__ = ["network_inputs", "guess_intrinsics", "Predictions", "predict", "run_network"]
@@ -44,7 +44,7 @@ class Predictions(NamedTuple):
 
 Network = TracksTo4D | Callable[[torch.Tensor], Predictions]
 """A torch model, or a callable with a ``config`` returning numpy :class:`Predictions`
-(:class:`tracks4d.onnx_backend.OnnxNetwork`)."""
+(:class:`tracks4d.network.onnx_backend.OnnxNetwork`)."""
 
 
 def predict(network: Network, inputs: torch.Tensor) -> Predictions:
@@ -79,7 +79,7 @@ def network_inputs(tracks: TrackSet, intrinsics: np.ndarray | None = None) -> to
 def run_network(model: Network, tracks: TrackSet, device: str | torch.device = "cpu") -> Reconstruction:
     """Predict cameras, per-frame points and motion levels for every track and frame of ``tracks``.
 
-    ``model``: a :class:`TracksTo4D` or an :class:`tracks4d.onnx_backend.OnnxNetwork`.
+    ``model``: a :class:`TracksTo4D` or an :class:`tracks4d.network.onnx_backend.OnnxNetwork`.
     Pixel intrinsics come from the track set, or :func:`guess_intrinsics`. ``meta`` records the timing and which
     tracks are visible in too few frames (:func:`min_visible_frames`; their estimates are less reliable).
     """

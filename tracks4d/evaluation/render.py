@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .geometry import invert_rigid, pose_matrix
+from ..geometry.transforms import invert_rigid, pose_matrix
 
 __all__ = ["Face", "RenderedScene", "render_scene", "ground_truth_tracks", "query_bodies"]
 

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .contracts import TrackSet, min_visible_frames
-from .video import Clip, read_video
+from ..contracts import TrackSet, min_visible_frames
+from ..io.video import Clip, read_video
 
 __all__ = ["TrackerConfig", "TRACKERS", "query_frames", "grid_points", "track_frames", "track_clip", "track_video"]
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .contracts import Reconstruction
-from .geometry import invert_rigid, transform_points
+from ..contracts import Reconstruction
+from .transforms import invert_rigid, transform_points
 
 __all__ = ["BAReport", "bundle_adjust", "rotation_only_cameras", "MIN_FRAMES", "MIN_POINTS"]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .geometry import project_normalized
+from ..geometry.transforms import project_normalized
 from .model import ModelOutput, to_camera
 
 __all__ = ["LossWeights", "LossTerms", "tracks4d_loss", "pretrain_camera_loss", "supervised_loss", "cauchy_nll",

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm import tqdm
 
-from .contracts import TrackSet
+from ..contracts import TrackSet
 from .inference import network_inputs
 from .losses import tracks4d_loss
 from .model import TracksTo4D

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .contracts import Reconstruction
+from ..contracts import Reconstruction
 from .export import motion_colours
 
 __all__ = ["ViewerScene", "build_scene", "serve", "resolve_reconstruction"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import apply_sim3, invert_rigid, umeyama_sim3
+from ..geometry.transforms import apply_sim3, invert_rigid, umeyama_sim3
 
 __all__ = [
     "absolute_trajectory_error",

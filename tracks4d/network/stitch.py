@@ -14,8 +14,8 @@ from typing import Callable
 
 import numpy as np
 
-from .contracts import Reconstruction, TrackSet, min_visible_frames
-from .geometry import invert_rigid, umeyama_sim3
+from ..contracts import Reconstruction, TrackSet, min_visible_frames
+from ..geometry.transforms import invert_rigid, umeyama_sim3
 
 __all__ = ["window_spans", "split_windows", "Sim3", "robust_sim3", "stitch", "reconstruct_long"]
 

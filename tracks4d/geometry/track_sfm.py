@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 
 from .bundle_adjust import reexpress
-from .contracts import Reconstruction
-from .geometry import invert_rigid, transform_points
+from ..contracts import Reconstruction
+from .transforms import invert_rigid, transform_points
 
 __all__ = ["cameras_from_tracks", "triangulate", "triangulated_static", "static_tracks", "with_track_cameras"]
 

@@ -1,8 +1,8 @@
-"""ONNX export of the network and an ONNX Runtime backend that :func:`tracks4d.inference.run_network` runs like
+"""ONNX export of the network and an ONNX Runtime backend that :func:`tracks4d.network.inference.run_network` runs like
 the torch model.
 
-The graph maps ``inputs`` (1, N, P, 3) float32 (:func:`~tracks4d.inference.network_inputs`; N and P dynamic) to
-the :class:`~tracks4d.inference.Predictions` fields, in fp32 whatever the checkpoint stores. The model config JSON
+The graph maps ``inputs`` (1, N, P, 3) float32 (:func:`~tracks4d.network.inference.network_inputs`; N and P dynamic) to
+the :class:`~tracks4d.network.inference.Predictions` fields, in fp32 whatever the checkpoint stores. The model config JSON
 and training step ride in the metadata, so an ``.onnx`` file alone is a complete model. ``onnx`` and
 ``onnxruntime`` (extras ``cpu`` / ``gpu``) are imported only when used.
 """
@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import geometry, inference, model as model_module
+from ..geometry import transforms as geometry
+from . import inference, model as model_module
 from .checkpoint import CheckpointError, load_model
 from .inference import Network, Predictions
 from .model import ModelConfig, TracksTo4D
