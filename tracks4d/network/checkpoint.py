@@ -19,7 +19,7 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable or not a tracks4d checkpoint."""
 
 
-SHIPPED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
 SHIPPED = {"cuda": ("tracks4d-paper.pt", "tracks4d-small.pt"), "cpu": ("tracks4d-small.pt", "tracks4d-paper.pt")}
 """Shipped checkpoints in order of preference per device: the paper preset where a GPU makes it cheap, the small
 one on CPU (5–6× faster there)."""
