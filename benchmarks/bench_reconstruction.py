@@ -1,7 +1,8 @@
-"""Reconstruction accuracy and speed on a fixed suite of rendered scenes with exact ground truth, against COLMAP.
+"""Reconstruction accuracy and speed on a fixed suite of rendered scenes with exact ground truth, against COLMAP
+(incremental) and GLOMAP (global).
 
     python benchmarks/bench_reconstruction.py CHECKPOINT [--scenes 3] [--frames 50] [--finetune 50] [--no-colmap]
-                                              [--colmap-matching sequential|exhaustive] [--markdown PATH]
+                                              [--no-glomap] [--colmap-matching sequential|exhaustive] [--markdown PATH]
 
 Scenes: ``render_scene(seed, n_frames, (640, 480), noise_std=2.0)`` for seeds 0..scenes-1 (moving camera, moving
 objects). Each scene is written as PNG frames, tracked once with the built-in LK tracker (timed) and reconstructed by
@@ -14,19 +15,32 @@ objects). Each scene is written as PNG frames, tracked once with the built-in LK
                |f − f_true| / f_true before BA (network output) → after BA
 - ``colmap``   COLMAP through pycolmap (CPU SIFT, sequential or exhaustive matching, incremental mapping, the largest
                model; PINHOLE camera fixed to the rendered K). Cameras scored on the registered frames only.
+- ``glomap``   GLOMAP through pycolmap ≥ 4 (``pycolmap.global_mapping``: rotation averaging → global positioning →
+               BA → retriangulation; the largest model) on a copy of the same database as ``colmap`` (same
+               features and matches), K trusted and fixed in its BA (no ``calibrate_view_graph``), CPU, seed 0; run
+               in a child process (``glomap_peer.py``) so that a native abort becomes a failed row (0 registered).
+               Scored like ``colmap``.
+
+Peers' times are extraction + matching (measured once, shared by both peers: the same numbers in both rows'
+breakdowns) + the peer's own mapping (``map``).
 
 Cameras: ATE / RPE (δ=1; translation in scene units, rotation in degrees) after a Sim(3) fit of the camera centres
 (``tracks4d.evaluation.metrics.trajectory_metrics``). Depth: AbsRel and δ<1.25 at the tracks (per-frame median scaling, scored
 where the tracker marks the track visible), against the exact depth of the surface point seen at each track's query
 pixel in its query frame, moved with its body to every frame; ``dyn`` is AbsRel over the tracks on moving bodies.
 Times are seconds: tracking + fine-tuning + network + BA (model loading excluded; ``breakdown`` lists them).
+``--no-colmap`` / ``--no-glomap`` drop a peer; with both, no features are extracted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -96,14 +110,18 @@ def ba_note(rec) -> str:
     return "; ".join(notes)
 
 
-# ------------------------------------------------------------------------------------------------- COLMAP
-def run_colmap(image_dir: Path, work: Path, k: np.ndarray, n_frames: int, matching: str) -> dict:
-    """pycolmap SIFT (CPU) → matching → incremental mapping; poses of the largest model by frame index."""
+# ------------------------------------------------------------------------------------------------- COLMAP / GLOMAP
+GLOMAP_SCRIPT = Path(__file__).with_name("glomap_peer.py")
+GLOMAP_TIMEOUT_S = 1800
+
+
+def colmap_features(image_dir: Path, work: Path, k: np.ndarray, matching: str) -> tuple[Path, dict]:
+    """pycolmap SIFT (CPU) → sequential / exhaustive matching into ``work/database.db``; (database, timings)."""
     import pycolmap
 
-    pycolmap.logging.minloglevel = 2  # errors only: incremental mapping logs every registration
-    db, out = work / "database.db", work / "sparse"
-    out.mkdir(parents=True, exist_ok=True)
+    pycolmap.logging.minloglevel = 2  # errors only
+    db = work / "database.db"
+    work.mkdir(parents=True, exist_ok=True)
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = "PINHOLE"
     # COLMAP puts pixel centres at +0.5 (image corner at 0); the renderer's K has them at integers.
@@ -128,20 +146,15 @@ def run_colmap(image_dir: Path, work: Path, k: np.ndarray, n_frames: int, matchi
         pycolmap.match_sequential(db, matching_options=matching_opts, pairing_options=pairing,
                                   device=pycolmap.Device.cpu)
     timings["match"] = time.perf_counter() - t
-    t = time.perf_counter()
-    options = pycolmap.IncrementalPipelineOptions()
-    options.ba_refine_focal_length = False
-    options.ba_refine_principal_point = False
-    options.ba_refine_extra_params = False
-    options.mapper.abs_pose_refine_focal_length = False
-    options.mapper.abs_pose_refine_extra_params = False
-    options.random_seed = 0
-    models = pycolmap.incremental_mapping(db, image_dir, out, options=options)
-    timings["map"] = time.perf_counter() - t
-    result = {"timings": timings, "frames": np.zeros(0, int), "c2w": np.zeros((0, 4, 4))}
+    return db, timings
+
+
+def model_poses(models: list) -> dict:
+    """Camera-to-world poses of the largest model (most registered images) by frame index (image name stem)."""
+    result = {"frames": np.zeros(0, int), "c2w": np.zeros((0, 4, 4)), "n_models": len(models)}
     if not models:
         return result
-    best = max(models.values(), key=lambda r: r.num_reg_images())
+    best = max(models, key=lambda r: r.num_reg_images())
     frames, c2w = [], []
     for image in best.images.values():
         if not image.has_pose:
@@ -150,9 +163,81 @@ def run_colmap(image_dir: Path, work: Path, k: np.ndarray, n_frames: int, matchi
         w2c[:3] = image.cam_from_world().matrix()
         frames.append(int(Path(image.name).stem))
         c2w.append(np.linalg.inv(w2c))
-    order = np.argsort(frames)
-    result.update(frames=np.asarray(frames)[order], c2w=np.asarray(c2w)[order], n_models=len(models))
+    if frames:
+        order = np.argsort(frames)
+        result.update(frames=np.asarray(frames)[order], c2w=np.asarray(c2w)[order])
     return result
+
+
+def colmap_incremental(db: Path, image_dir: Path, out: Path) -> dict:
+    """Incremental mapping (K fixed) on a database with features and matches; poses of the largest model."""
+    import pycolmap
+
+    pycolmap.logging.minloglevel = 2  # errors only: incremental mapping logs every registration
+    out.mkdir(parents=True, exist_ok=True)
+    options = pycolmap.IncrementalPipelineOptions()
+    options.ba_refine_focal_length = False
+    options.ba_refine_principal_point = False
+    options.ba_refine_extra_params = False
+    options.mapper.abs_pose_refine_focal_length = False
+    options.mapper.abs_pose_refine_extra_params = False
+    options.random_seed = 0
+    t = time.perf_counter()
+    models = pycolmap.incremental_mapping(db, image_dir, out, options=options)
+    seconds = time.perf_counter() - t
+    return {**model_poses(list(models.values())), "timings": {"map": seconds}}
+
+
+def glomap_global(db: Path, image_dir: Path, work: Path) -> dict:
+    """GLOMAP global mapping (``glomap_peer.py``, K fixed) on a copy of ``db``, in a child process so that a native
+    abort becomes an exception; poses of the largest model. ``timings["map"]``: global_mapping alone."""
+    import pycolmap
+
+    out = work / "sparse"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    copy = work / "database.db"
+    shutil.copyfile(db, copy)  # opened read-write by the mapper, and a child abort must not touch the shared one
+    try:
+        proc = subprocess.run([sys.executable, str(GLOMAP_SCRIPT), str(copy), str(image_dir), str(out)],
+                              capture_output=True, text=True, timeout=GLOMAP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"global_mapping timed out after {GLOMAP_TIMEOUT_S} s") from None
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
+        code = signal.Signals(-proc.returncode).name if proc.returncode < 0 else f"exit {proc.returncode}"
+        raise RuntimeError(f"global_mapping {code}: {lines[-1][-200:] if lines else 'no output'}")
+    timing = json.loads((out / "timing.json").read_text())
+    models = [pycolmap.Reconstruction(str(d)) for d in sorted(out.iterdir()) if (d / "images.bin").is_file()]
+    return {**model_poses(models), "timings": {"map": timing["map_s"]}}
+
+
+def run_colmap(image_dir: Path, work: Path, k: np.ndarray, n_frames: int, matching: str) -> dict:
+    """pycolmap SIFT (CPU) → matching → incremental mapping; poses of the largest model by frame index."""
+    db, timings = colmap_features(image_dir, work, k, matching)
+    result = colmap_incremental(db, image_dir, work / "sparse")
+    result["timings"] = {**timings, **result["timings"]}
+    return result
+
+
+def peer_row(name: str, method: str, result: dict | None, err: str, shared: dict, scene, n_frames: int,
+             note: str) -> dict:
+    """Table row of a COLMAP-family peer: registered fraction, cameras scored on the registered frames only; time =
+    the shared extraction + matching + this peer's own mapping."""
+    result = result or {"frames": np.zeros(0, int), "timings": {}}
+    timings = {**shared, **result["timings"]}
+    n_reg = len(result["frames"])
+    row = {"scene": name, "method": method, "reg": n_reg / n_frames, "time_s": sum(timings.values()),
+           "breakdown": " ".join(f"{a} {b:.1f}" for a, b in timings.items()),
+           "note": err or f"{result.get('n_models', 0)} model(s); {note}"}
+    if n_reg >= 3:
+        row.update(trajectory_metrics(result["c2w"], scene.camera_to_world[result["frames"]]))
+        if n_reg < n_frames:
+            row["note"] += "; RPE over consecutive registered frames"
+    elif not err:
+        row["note"] += f"; {n_reg} frames registered: not scored"
+    return row
 
 
 # ------------------------------------------------------------------------------------------------- table
@@ -186,7 +271,7 @@ def markdown(rows: list[dict], args, total_s: float) -> str:
     head = [c for c, _ in COLUMNS]
     lines = [f"Scenes: render_scene(seed, {args.frames}, {SIZE}, noise_std={NOISE}), seeds 0..{args.scenes - 1}; "
              f"checkpoint `{args.checkpoint}`; max tracks {args.max_tracks}; fine-tuning {args.finetune} steps; BA γ threshold {args.ba_gamma}; "
-             f"COLMAP {args.colmap_matching} matching; total {total_s:.0f} s.", "",
+             f"COLMAP / GLOMAP {args.colmap_matching} matching (shared features + matches); total {total_s:.0f} s.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(v.replace("|", "/") for v in b) + " |" for b in table(rows)]
     return "\n".join(lines) + "\n"
@@ -217,7 +302,8 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=3)
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--finetune", type=int, default=50, help="fine-tuning steps of the +FT stage (0: skip it)")
-    ap.add_argument("--no-colmap", action="store_true")
+    ap.add_argument("--no-colmap", action="store_true", help="skip the incremental COLMAP peer")
+    ap.add_argument("--no-glomap", action="store_true", help="skip the GLOMAP (global mapping) peer")
     ap.add_argument("--colmap-matching", choices=("sequential", "exhaustive"), default="sequential")
     ap.add_argument("--max-tracks", type=int, default=300,
                     help="random subset of the tracker's tracks given to the network (0: all). Fine-tuning costs "
@@ -226,7 +312,8 @@ def main() -> None:
                     help="γ threshold of the static points for BA (the pipeline's default 0.008; 'auto': the "
                          "40th percentile of the clip's γ)")
     ap.add_argument("--markdown", type=Path)
-    ap.add_argument("--keep", type=Path, help="keep the rendered frames / mp4 / COLMAP work here (default: temp)")
+    ap.add_argument("--keep", type=Path,
+                    help="keep the rendered frames / mp4 / COLMAP and GLOMAP work here (default: temp)")
     args = ap.parse_args()
     ba_gamma = None if args.ba_gamma == "auto" else float(args.ba_gamma)
 
@@ -288,31 +375,35 @@ def main() -> None:
             rows.append(row)
             print(f"[{name}] unknown K: f err {e0:.3f} → {e1:.3f}  ATE {row['ate']:.4f}", flush=True)
 
-            if not args.no_colmap:
-                t = time.perf_counter()
+            peers = [m for m, off in (("colmap", args.no_colmap), ("glomap", args.no_glomap)) if not off]
+            if peers:  # one database (features + matches) shared by both peers: same frames, same matches
                 work = root / name / "colmap"
                 if work.exists():
                     shutil.rmtree(work)
-                work.mkdir(parents=True)
                 try:
-                    col = run_colmap(frame_dir, work, k, args.frames, args.colmap_matching)
-                    err = ""
+                    db, shared = colmap_features(frame_dir, work, k, args.colmap_matching)
+                    shared_err = ""
                 except Exception as exc:  # noqa: BLE001 – a failed peer is a table entry, not a crash
-                    col, err = {"frames": np.zeros(0, int), "timings": {}}, f"error: {exc}"
-                seconds = time.perf_counter() - t
-                n_reg = len(col["frames"])
-                row = {"scene": name, "method": "colmap", "reg": n_reg / args.frames, "time_s": seconds,
-                       "breakdown": " ".join(f"{a} {b:.1f}" for a, b in col["timings"].items()),
-                       "note": err or f"{col.get('n_models', 0)} model(s); {args.colmap_matching} matching"}
-                if n_reg >= 3:
-                    row.update(trajectory_metrics(col["c2w"], scene.camera_to_world[col["frames"]]))
-                    if n_reg < args.frames:
-                        row["note"] += "; RPE over consecutive registered frames"
-                elif not err:
-                    row["note"] += f"; {n_reg} frames registered: not scored"
+                    db, shared, shared_err = None, {}, f"error (features/matching): {exc}"
+                print(f"[{name}] features + matches ({args.colmap_matching}): "
+                      + (shared_err or " ".join(f"{a} {b:.1f} s" for a, b in shared.items())), flush=True)
+            for method in peers:
+                result, err = None, shared_err
+                if db is not None:
+                    try:
+                        if method == "colmap":
+                            result = colmap_incremental(db, frame_dir, work / "sparse")
+                        else:
+                            result = glomap_global(db, frame_dir, root / name / "glomap")
+                    except Exception as exc:  # noqa: BLE001 – a failed peer is a table entry, not a crash
+                        err = f"error: {exc}"
+                note = f"{args.colmap_matching} matching" + ("; features+matches shared with colmap"
+                                                             if method == "glomap" and len(peers) > 1 else "")
+                row = peer_row(name, method, result, err, shared, scene, args.frames, note)
                 rows.append(row)
-                print(f"[{name}] colmap: {n_reg}/{args.frames} registered in {seconds:.1f} s  "
-                      f"ATE {fmt(row.get('ate'), '{:.4f}')}  {row['note']}", flush=True)
+                print(f"[{name}] {method}: {round(row['reg'] * args.frames)}/{args.frames} registered, "
+                      f"{row['time_s']:.1f} s ({row['breakdown']})  ATE {fmt(row.get('ate'), '{:.4f}')}  "
+                      f"{row['note']}", flush=True)
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)

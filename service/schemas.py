@@ -83,6 +83,7 @@ class ReconstructionSummary(BaseModel):
     result_url: str
     timings: dict[str, float | None]
     bundle_adjustment: dict | None = None
+    verdict: list[str] = []
 
 
 class Problem(BaseModel):

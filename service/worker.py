@@ -49,7 +49,8 @@ def summarize(rec, job_id: str, inline_points_max: int) -> dict:
         "points": rec.points.round(5).tolist() if n * p <= inline_points_max else None,
         "result_url": f"/jobs/{job_id}/result",
         "timings": meta.get("timings", {}),
-        "bundle_adjustment": meta.get("bundle_adjustment"),
+        "bundle_adjustment": meta.get("stages", {}).get("cameras", {}).get("bundle_adjustment"),
+        "verdict": meta.get("verdict", []),
     })
 
 

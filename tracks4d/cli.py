@@ -13,12 +13,14 @@ import torch
 from . import __version__
 from .network.checkpoint import CheckpointError, default_checkpoint
 from .tracking.cotracker import CoTrackerUnavailable
+from .io.colmap import write_colmap_text
 from .io.export import write_outputs
 from .evaluation.metrics import evaluate_reconstruction
 from .io.overlay import draw_tracks, save_contact_sheet, save_video
 from .pipeline import ReconstructOptions, run_pipeline
 from .tracking.lk import TRACKERS, TrackerConfig, track_clip
 from .io.video import VideoError, read_video
+from .io.viewer import resolve_reconstruction
 from .contracts import ContractError, Reconstruction, TrackSet, load_any
 from .network.inference import run_network
 from .network.model import PRESETS, TracksTo4D
@@ -75,6 +77,18 @@ def _export_onnx(args: argparse.Namespace) -> int:
     checkpoint = args.checkpoint or default_checkpoint("cpu")
     export_onnx(checkpoint, out, opset=args.opset)
     print(f"wrote {out}: {checkpoint} as ONNX opset {args.opset}, {out.stat().st_size / 2**20:.1f} MiB")
+    return 0
+
+
+def _export_colmap(args: argparse.Namespace) -> int:
+    """OUT/reconstruction.npz (or the .npz) → a COLMAP text model in OUT/colmap/ (or --output)."""
+    path = resolve_reconstruction(args.output)
+    rec = Reconstruction.load(path)
+    folder = write_colmap_text(rec, args.colmap_dir or path.parent / "colmap")
+    n_cameras, n_points = (sum(1 for line in (folder / name).read_text().splitlines() if not line.startswith("#"))
+                           for name in ("cameras.txt", "points3D.txt"))
+    print(f"wrote {folder}/: COLMAP text model, {n_cameras} camera{'s' * (n_cameras != 1)}, {rec.n_frames} images, "
+          f"{n_points} static points")
     return 0
 
 
@@ -205,11 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--max-frames", type=int)
     rc.add_argument("--long-side", type=int, default=640)
     rc.add_argument("--ba", action=argparse.BooleanOptionalAction, default=False, help="bundle adjustment")
-    rc.add_argument("--ba-gamma", default="0.008",
-                    help="BA uses static points with γ below this ('auto': the clip's 40th percentile)")
+    rc.add_argument("--ba-gamma", default="auto",
+                    help="tracks with γ below this are static ('auto': 4 × the clip's noise level over the focal)")
     rc.add_argument("--camera-init", choices=("auto", "network"), default="auto",
-                    help="BA start: the network's cameras, falling back to cameras from the tracks when BA cannot "
-                         "start from them (auto), or the network's only")
+                    help="camera seed: the network's or the tracks' cameras, whichever more tracks fit as static "
+                         "(auto), or the network's only")
     rc.add_argument("--finetune", type=int, default=0, metavar="N", help="fine-tune N steps on this clip")
     rc.add_argument("--no-progress", action="store_true")
     rc.set_defaults(func=_reconstruct)
@@ -235,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("-o", "--output", required=True, help=".onnx file to write")
     x.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version (14–20)")
     x.set_defaults(func=_export_onnx)
+    cm = sub.add_parser("export-colmap", help="reconstruction → COLMAP text model (cameras, images, static points)")
+    cm.add_argument("output", metavar="OUT", help="output folder holding reconstruction.npz, or the .npz itself")
+    cm.add_argument("-o", "--output", dest="colmap_dir", metavar="DIR", help="folder to write (default: OUT/colmap)")
+    cm.set_defaults(func=_export_colmap)
     _add_plugin_commands(sub)
     return p
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["ContractError", "GroundTruth", "TrackSet", "Reconstruction", "load_any", "min_visible_frames"]
+__all__ = ["ContractError", "GroundTruth", "TrackSet", "Cameras", "Reconstruction", "load_any", "min_visible_frames"]
 
 
 def min_visible_frames(n_frames: int) -> int:
@@ -244,6 +244,32 @@ class TrackSet:
                 None if mask is None else _array(mask, "GT_mask_tracks_all", src, "f", (1, n, p))[0] > 0,
             )
         return cls(tracks, visible, data.get("Ks_all"), None, query, gt, source=src)
+
+
+@dataclass(frozen=True)
+class Cameras:
+    """Every frame's camera: world_to_camera (N, 4, 4) float64 OpenCV · intrinsics (N, 3, 3) float64 pixels."""
+
+    world_to_camera: np.ndarray
+    intrinsics: np.ndarray
+
+    @property
+    def camera_to_world(self) -> np.ndarray:
+        """(N, 4, 4) float64."""
+        rot = np.swapaxes(self.world_to_camera[:, :3, :3], 1, 2)
+        out = np.tile(np.eye(4), (len(rot), 1, 1))
+        out[:, :3, :3] = rot
+        out[:, :3, 3] = -np.einsum("nij,nj->ni", rot, self.world_to_camera[:, :3, 3])
+        return out
+
+    @property
+    def centres(self) -> np.ndarray:
+        """(N, 3) camera centres in the world."""
+        return self.camera_to_world[:, :3, 3]
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.world_to_camera.shape[0])
 
 
 @dataclass(frozen=True)

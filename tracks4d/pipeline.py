@@ -1,47 +1,48 @@
 """The main job: video, frame folder or track file → :class:`Reconstruction` (and the frames, for pictures).
 
-Stages: decode → track → per window of ≤ 50 frames: [fine-tune] → network → stitch → [bundle adjustment; for a
-long clip the better of two ways, :func:`_adjust_long`]. Timings of every stage go to ``meta["timings"]``.
+A straight line of stages, each a function with typed inputs and outputs, each decision made once in its stage and
+recorded with the stage's time in ``meta["stages"]``:
+
+    decode → track → network (per ≤ 50-frame window, stitched: γ, points and a camera guess)
+           → cameras (:func:`~tracks4d.geometry.cameras.solve_cameras`: motion model, seed, one bundle adjustment)
+           → motion levels (:func:`~tracks4d.geometry.motion.motion_levels`: static-fit residuals, fused with γ)
+           → points (:func:`~tracks4d.geometry.points.place_points`: static triangulated, moving from the network)
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
+from .contracts import Cameras, Reconstruction, TrackSet
+from .geometry.cameras import CAMERA_INITS, CameraSolution, solve_cameras
+from .geometry.motion import MotionLevels, motion_levels, static_fit
+from .geometry.points import PlacedPoints, place_points
+from .io.video import Clip, read_video
 from .network.checkpoint import default_checkpoint
-from .contracts import Reconstruction, TrackSet
 from .network.finetune import finetune
-from .geometry.transforms import transform_points
 from .network.inference import guess_intrinsics, run_network
 from .network.onnx_backend import load_backend
 from .network.stitch import split_windows, stitch, window_spans
 from .tracking.lk import TrackerConfig, track_clip
-from .io.video import Clip, read_video
 
 __all__ = ["ReconstructOptions", "ReconstructResult", "run_pipeline", "reconstruct", "intrinsics_from_options"]
-
-
-CAMERA_INITS = ("auto", "network")
-MIN_INLIER_SHARE = 0.25
-"""BA from the network's cameras that keeps fewer of the visible static observations than this is not trusted."""
 
 
 @dataclass
 class ReconstructOptions:
     """checkpoint: model file (None: the shipped one for ``device``, :func:`default_checkpoint`) · device · fx, fy, cx, cy or fov_deg: intrinsics in input pixels (None: unknown) ·
     tracker / tracker_checkpoint / grid / query_every: tracking · stride, max_frames, long_side: decoding ·
-    bundle_adjust (a long clip: :func:`_adjust_long`) · ba_gamma: static points for BA have γ below this (the paper: 0.008 pets, 0.005 out-of-domain;
-    None: the 40th percentile of this clip's γ) · camera_init: "auto" (BA starts from the network's cameras; when it
-    cannot — under ``MIN_INLIER_SHARE`` of the static observations reproject within its gate, or its cameras barely
-    move while the tracks show parallax —
-    from cameras the tracks give, :mod:`tracks4d.geometry.track_sfm`)
-    or "network" (never the fallback) · finetune_steps · window / overlap: long-video windows (the network
+    bundle_adjust: one bundle adjustment of the clip's cameras and static points · ba_gamma: static tracks have γ
+    below this (None: automatic, :data:`~tracks4d.geometry.motion.STATIC_SIGMAS` × the clip's noise level) ·
+    camera_init: "auto" (the network's cameras or the tracks', whichever more tracks fit as static points) or
+    "network" (:mod:`tracks4d.geometry.cameras`) · finetune_steps · window / overlap: long-video windows (the network
     sees ≤ 50 frames) · backend: "torch", or "onnx" (ONNX Runtime, :mod:`tracks4d.network.onnx_backend`; checkpoint may be
     a .onnx file; no fine-tuning)."""
 
@@ -61,7 +62,7 @@ class ReconstructOptions:
     max_frames: int | None = None
     long_side: int | None = 640
     bundle_adjust: bool = False
-    ba_gamma: float | None = 0.008
+    ba_gamma: float | None = None
     camera_init: str = "auto"
     finetune_steps: int = 0
     window: int = 50
@@ -101,76 +102,6 @@ def intrinsics_from_options(opts: ReconstructOptions, image_size: tuple[int, int
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
-def _from_track_cameras(rec: Reconstruction, known: bool) -> Reconstruction | None:
-    """BA from cameras the tracks give (:mod:`tracks4d.geometry.track_sfm`) when it cannot start from the network's: the
-    result even when that BA is rejected (the track cameras then stand), None when the tracks give no cameras or too
-    few static points. ``meta['camera_init']`` says so."""
-    from .geometry.bundle_adjust import bundle_adjust
-    from .geometry.track_sfm import with_track_cameras
-
-    found = with_track_cameras(rec)
-    if found is None:
-        return None
-    alternative, static = found
-    adjusted, report = bundle_adjust(alternative, gamma_threshold=np.inf, static_mask=static, refine_focal=not known)
-    return None if report.too_little_structure else adjusted
-
-
-def _adjust(rec: Reconstruction, opts: ReconstructOptions, known: bool) -> Reconstruction:
-    """Bundle adjustment of one window's network output: from its cameras, or from the track cameras when those
-    cannot seed it (``camera_init="auto"``). ``meta`` records the γ threshold and the report."""
-    from .geometry.bundle_adjust import bundle_adjust
-
-    threshold = opts.ba_gamma if opts.ba_gamma is not None else float(np.quantile(rec.motion_level, 0.4))
-    adjusted, report = bundle_adjust(rec, gamma_threshold=threshold, refine_focal=not known)
-    # The network's cameras cannot seed BA when few static observations reproject within the gate, or when
-    # they barely move although the tracks show parallax (not rotation-only): then start from the track cameras.
-    stuck = not report.rotation_only and (report.skipped or report.fixed_structure
-                                          or report.n_inliers < MIN_INLIER_SHARE * report.n_observations)
-    if stuck and opts.camera_init == "auto":
-        adjusted = _from_track_cameras(rec, known) or adjusted
-    return replace(adjusted, meta={**adjusted.meta, "ba_gamma_threshold": threshold})
-
-
-def _adjust_stitched(rec: Reconstruction, known: bool) -> Reconstruction:
-    """Bundle adjustment of a stitched clip from its (already adjusted) windows' cameras, on the tracks that
-    triangulate as static points under them, starting from those triangulations rather than the windows' averaged
-    static points (or rotation-only cameras when the track homographies say so); the input when that finds too little
-    or is rejected."""
-    from .geometry.bundle_adjust import bundle_adjust
-    from .geometry.track_sfm import triangulated_static
-
-    tri, static = triangulated_static(rec)
-    static_points, points, depth = rec.static_points.copy(), rec.points.copy(), rec.depth.copy()
-    static_points[static] = points[:, static] = tri[static]
-    depth[:, static] = transform_points(rec.world_to_camera, tri[static])[..., 2]
-    start = replace(rec, static_points=static_points, points=points, depth=depth)
-    adjusted, report = bundle_adjust(start, gamma_threshold=np.inf, static_mask=static, refine_focal=not known)
-    if report.skipped and not report.rotation_only:
-        return replace(rec, meta={**rec.meta, "stitched_bundle_adjustment": report.to_dict()})
-    return adjusted
-
-
-def _adjust_long(tracks: TrackSet, windows: list, stitched: Reconstruction, opts: ReconstructOptions,
-                 known: bool) -> Reconstruction:
-    """Bundle adjustment of a long clip, two ways, keeping the one under whose cameras more tracks triangulate as
-    static points (:func:`~tracks4d.geometry.track_sfm.static_tracks`; ties: the first): each window adjusted, stitched, then
-    the clip adjusted (:func:`_adjust_stitched`; robust to one window's poor network cameras), or the stitched
-    network output adjusted as one (:func:`_adjust` with its track cameras over the whole clip; robust when windows
-    alone see too little parallax, as in pans) and then, like the first, once more from the tracks that triangulate
-    as static under its cameras. ``meta["long_clip_bundle_adjustment"]`` says which and why."""
-    from .geometry.track_sfm import static_tracks
-
-    adjusted = [(span, idx, _adjust(rec, opts, known)) for span, idx, rec in windows]
-    candidates = {"windows_first": _adjust_stitched(stitch(tracks, adjusted), known),
-                  "whole_clip": _adjust_stitched(_adjust(stitched, opts, known), known)}
-    counts = {name: int(static_tracks(rec).sum()) for name, rec in candidates.items()}
-    chosen = max(counts, key=counts.get)
-    rec = candidates[chosen]
-    return replace(rec, meta={**rec.meta, "long_clip_bundle_adjustment": {"chosen": chosen,
-                                                                          "static_tracks": counts}})
-
-
 def reconstruct(source: str | Path | TrackSet, checkpoint: str | Path | None = None, **options) -> Reconstruction:
     """``tracks4d.reconstruct("clip.mp4", bundle_adjust=True)``: the reconstruction of a video, frame folder, track
     file or TrackSet with the shipped checkpoint (or ``checkpoint``); ``options`` are :class:`ReconstructOptions`
@@ -178,86 +109,162 @@ def reconstruct(source: str | Path | TrackSet, checkpoint: str | Path | None = N
     return run_pipeline(source, ReconstructOptions(checkpoint=checkpoint, **options)).reconstruction
 
 
-def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, network: tuple | None = None,
-                 on_progress: Callable[[float, str], None] | None = None) -> ReconstructResult:
-    """Run the whole pipeline on a video file, a frame folder, a track ``.npz`` or a :class:`TrackSet`.
-
-    network: an already loaded ``(network, payload)`` from :func:`~tracks4d.network.onnx_backend.load_backend` (a server
-    loads it once), else it is loaded from ``opts.checkpoint`` / ``opts.backend``. on_progress(fraction, stage) is
-    told as stages finish (decoded, tracked, each window, bundle adjustment)."""
-    progress = on_progress or (lambda fraction, stage: None)
-    if opts.camera_init not in CAMERA_INITS:
-        raise ValueError(f"camera_init must be one of {CAMERA_INITS}, got {opts.camera_init!r}")
-    timings: dict[str, float] = {}
+@contextmanager
+def _timed(timings: dict, name: str):
     start = time.perf_counter()
-    checkpoint = opts.checkpoint if opts.checkpoint is not None else default_checkpoint(opts.device)
-    if opts.backend == "onnx" and opts.finetune_steps > 0:
-        raise ValueError("fine-tuning needs the torch backend (--backend torch)")
-    model, payload = network if network is not None else load_backend(checkpoint, opts.backend, opts.device)
-    timings["load_model_s"] = time.perf_counter() - start
-    clip = None
+    yield
+    timings[f"{name}_s"] = time.perf_counter() - start
+
+
+def read_tracks(source: str | Path | TrackSet, opts: ReconstructOptions, timings: dict,
+                progress: Callable[[float, str], None]) -> tuple[TrackSet, Clip | None]:
+    """Decode and track stages: the input's tracks (a TrackSet or track file as given) and decoded clip (or None)."""
     if isinstance(source, TrackSet):
-        tracks = source
-    elif Path(source).is_file() and Path(source).suffix.lower() == ".npz":
-        tracks = TrackSet.load(source)
-    else:
-        t = time.perf_counter()
+        return source, None
+    if Path(source).is_file() and Path(source).suffix.lower() == ".npz":
+        return TrackSet.load(source), None
+    with _timed(timings, "decode"):
         clip = read_video(source, stride=opts.stride, max_frames=opts.max_frames, long_side=opts.long_side)
-        timings["decode_s"] = time.perf_counter() - t
-        progress(0.05, "decoded")
-        t = time.perf_counter()
+    progress(0.05, "decoded")
+    with _timed(timings, "tracking"):
         tracks = track_clip(clip, TrackerConfig(grid=opts.grid, query_every=opts.query_every), tracker=opts.tracker,
                             checkpoint=opts.tracker_checkpoint, device=opts.device, progress=opts.progress)
-        timings["tracking_s"] = time.perf_counter() - t
-        progress(0.3, "tracked")
+    progress(0.3, "tracked")
+    return tracks, clip
+
+
+def with_intrinsics(tracks: TrackSet, opts: ReconstructOptions) -> tuple[TrackSet, bool]:
+    """``tracks`` with per-frame K — the user's, the file's, or a guess (:func:`guess_intrinsics`) — and whether it is
+    known (a guess gets its focal refined by the bundle adjustment)."""
     size = tuple(int(v) for v in tracks.image_size) if tracks.image_size is not None else None
     given = intrinsics_from_options(opts, size)
     known = given is not None or tracks.intrinsics is not None
     k = given if given is not None else (tracks.intrinsics if tracks.intrinsics is not None
                                          else guess_intrinsics(tracks))
-    tracks = TrackSet(tracks.tracks, tracks.visible, k, tracks.image_size, tracks.query_frame, tracks.ground_truth)
-    net_s, tune_s, reports = [0.0], [0.0], []
-    long = tracks.n_frames > opts.window
-    n_windows, done_windows = len(window_spans(tracks.n_frames, opts.window, opts.overlap)), [0]
+    out = TrackSet(tracks.tracks, tracks.visible, k, tracks.image_size, tracks.query_frame, tracks.ground_truth)
+    return out, known
+
+
+def propose(model, tracks: TrackSet, opts: ReconstructOptions, timings: dict,
+            progress: Callable[[float, str], None]) -> tuple[Reconstruction, list]:
+    """Network stage: each ≤ ``opts.window``-frame window (fine-tuned first with ``finetune_steps``) through the
+    network, stitched into one clip → (its proposal of γ, points and cameras, fine-tuning reports)."""
+    spans = window_spans(tracks.n_frames, opts.window, opts.overlap)
+    network_s, tune_s, reports, done = 0.0, 0.0, [], 0
 
     def run_window(sub: TrackSet) -> Reconstruction:
+        nonlocal network_s, tune_s, done
         window_model = model
         if opts.finetune_steps > 0:
             t0 = time.perf_counter()
             window_model, report = finetune(model, sub, opts.finetune_steps, device=opts.device,
                                             progress=opts.progress)
-            tune_s[0] += time.perf_counter() - t0
+            tune_s += time.perf_counter() - t0
             reports.append(report.to_dict())
         t0 = time.perf_counter()
         rec = run_network(window_model, sub, opts.device)
-        net_s[0] += time.perf_counter() - t0
-        done_windows[0] += 1
-        progress(0.3 + 0.4 * done_windows[0] / n_windows, f"window {done_windows[0]}/{n_windows}")
+        network_s += time.perf_counter() - t0
+        done += 1
+        progress(0.3 + 0.5 * done / len(spans), f"window {done}/{len(spans)}")
         return rec
 
-    t = time.perf_counter()
-    windows = []
-    if long:
-        windows = [(span, idx, run_window(sub)) for span, idx, sub in split_windows(tracks, opts.window, opts.overlap)]
-        rec = stitch(tracks, windows)
+    if len(spans) == 1:
+        proposal = run_window(tracks)
     else:
-        rec = run_window(tracks)
-    timings["network_s"] = net_s[0]
+        proposal = stitch(tracks, [(span, idx, run_window(sub))
+                                   for span, idx, sub in split_windows(tracks, opts.window, opts.overlap)])
+    timings["network_s"] = network_s
     if opts.finetune_steps > 0:
-        timings["finetune_s"] = tune_s[0]
-    timings["windows_s"] = time.perf_counter() - t
-    if opts.bundle_adjust:
-        t = time.perf_counter()
-        rec = _adjust_long(tracks, windows, rec, opts, known) if long else _adjust(rec, opts, known)
-        timings["bundle_adjustment_s"] = time.perf_counter() - t
-        progress(0.95, "bundle adjustment")
-    meta = dict(rec.meta)
+        timings["finetune_s"] = tune_s
+    return proposal, reports
+
+
+def assemble(tracks: TrackSet, solution: CameraSolution, motion: MotionLevels, placed: PlacedPoints,
+             proposal: Reconstruction, meta: dict) -> Reconstruction:
+    """The output: the stages' results in the reconstruction contract (DESIGN §4). The network's bases and
+    coefficients are kept as it gave them; ``points`` is authoritative."""
+    cams = solution.cameras
+    return Reconstruction(cams.camera_to_world, cams.world_to_camera, cams.intrinsics, placed.points,
+                          placed.static_points, motion.gamma, placed.depth, proposal.bases, proposal.coefficients,
+                          tracks.tracks, tracks.visible, meta)
+
+
+def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, network: tuple | None = None,
+                 on_progress: Callable[[float, str], None] | None = None) -> ReconstructResult:
+    """Run the whole pipeline on a video file, a frame folder, a track ``.npz`` or a :class:`TrackSet`.
+
+    network: an already loaded ``(network, payload)`` from :func:`~tracks4d.network.onnx_backend.load_backend` (a
+    server loads it once), else it is loaded from ``opts.checkpoint`` / ``opts.backend``. on_progress(fraction, stage)
+    is told as stages finish (decoded, tracked, each window, cameras, points)."""
+    progress = on_progress or (lambda fraction, stage: None)
+    if opts.camera_init not in CAMERA_INITS:
+        raise ValueError(f"camera_init must be one of {CAMERA_INITS}, got {opts.camera_init!r}")
+    if opts.backend == "onnx" and opts.finetune_steps > 0:
+        raise ValueError("fine-tuning needs the torch backend (--backend torch)")
+    if opts.ba_gamma is not None and not opts.ba_gamma > 0:
+        raise ValueError(f"--ba-gamma must be positive, got {opts.ba_gamma}")
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    checkpoint = opts.checkpoint if opts.checkpoint is not None else default_checkpoint(opts.device)
+    with _timed(timings, "load_model"):
+        model, payload = network if network is not None else load_backend(checkpoint, opts.backend, opts.device)
+
+    tracks, clip = read_tracks(source, opts, timings, progress)
+    tracks, known = with_intrinsics(tracks, opts)
+    with _timed(timings, "windows"):
+        proposal, finetune_reports = propose(model, tracks, opts, timings, progress)
+    k = tracks.intrinsics_per_frame()
+    with _timed(timings, "cameras"):
+        solution = solve_cameras(tracks.tracks, tracks.visible, Cameras(proposal.world_to_camera, k),
+                                 proposal.motion_level, adjust=opts.bundle_adjust, refine_focal=not known,
+                                 camera_init=opts.camera_init, static_gamma=opts.ba_gamma)
+    progress(0.9, "cameras")
+    with _timed(timings, "motion"):
+        fitted, errors = static_fit(tracks.tracks, tracks.visible, solution.cameras, solution.rotation_only)
+        focal = float(np.mean(solution.cameras.intrinsics[:, [0, 1], [0, 1]]))
+        motion = motion_levels(errors, tracks.visible, focal, proposal.motion_level, opts.ba_gamma)
+    with _timed(timings, "points"):
+        placed = place_points(tracks.tracks, tracks.visible, solution.cameras, motion, fitted, errors,
+                              solution.rotation_only, proposal)
+    progress(0.95, "points")
     timings["total_s"] = time.perf_counter() - start
-    meta.update({
+    meta = {
+        **proposal.meta,
+        "stages": {"cameras": {**solution.to_meta(), "seconds": timings["cameras_s"]},
+                   "motion": {**motion.to_meta(), "seconds": timings["motion_s"]},
+                   "points": {"static_depth": "unobservable (no parallax): the network's, scaled"
+                              if solution.rotation_only else "triangulated under the solved cameras",
+                              "static_observed": int(placed.observed.sum()), "seconds": timings["points_s"]}},
+        "verdict": _verdict(solution, motion, placed),
+        "static_mask": motion.static.tolist(),
+        "image_size": None if tracks.image_size is None else [int(v) for v in tracks.image_size],
         "timings": timings, "checkpoint": str(checkpoint), "checkpoint_step": int(payload.get("step", 0)),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
-        "intrinsics_known": bool(known), "finetune": reports, "torch": torch.__version__,
-        "units": "arbitrary (monocular scale)",
-    })
-    rec = replace(rec, meta=meta)
+        "intrinsics_known": bool(known), "finetune": finetune_reports, "torch": torch.__version__,
+        "units": "arbitrary (monocular scale)", "authoritative": "points (bases and coefficients are the network's)",
+    }
+    rec = assemble(tracks, solution, motion, placed, proposal, meta)
     return ReconstructResult(rec, clip, timings)
+
+
+def _verdict(solution: CameraSolution, motion: MotionLevels, placed: PlacedPoints) -> list[str]:
+    """Plain sentences on what the clip allowed: where the cameras come from, then any warnings (no parallax, too few
+    static tracks, a skipped adjustment, static tracks that could not be triangulated)."""
+    ba = solution.ba
+    adjusted = "" if ba is None or ba.skipped else f", adjusted over {ba.n_frames} frames and {ba.n_points} tracks"
+    notes = [f"cameras: {solution.model.kind} motion from the {solution.source.split(':')[0]} seed{adjusted}; "
+             f"{int(motion.static.sum())} of {len(motion.static)} tracks static"]
+    if solution.rotation_only:
+        notes.append("the camera only rotates or stands still: static depth is unobservable (the network's is used)")
+    elif solution.model.kind == "mixed":
+        spans = [f"{s.start}–{s.end - 1}" for s in solution.model.segments if s.kind == "rotation"]
+        notes.append(f"the camera only rotates in frames {', '.join(spans)}")
+    share = float(motion.static.mean())
+    if share < 0.2:
+        notes.append(f"only {share:.0%} of the tracks fit a static scene: the cameras rest on few static tracks")
+    if solution.ba is not None and solution.ba.skipped:
+        notes.append(f"bundle adjustment {solution.ba.skipped}")
+    if not solution.rotation_only and placed.observed.sum() < 0.5 * motion.static.sum():
+        notes.append(f"only {int(placed.observed.sum())} of {int(motion.static.sum())} static tracks could be "
+                     f"triangulated: the rest keep the network's depth")
+    return notes

@@ -25,10 +25,13 @@ import numpy as np
 from tracks4d.contracts import GroundTruth, TrackSet, min_visible_frames
 from tracks4d.geometry import invert_rigid, pose_matrix
 
-__all__ = ["CAMERA_KINDS", "MOVER_KINDS", "SceneConfig", "SyntheticScene", "generate_scene", "generate_window",
+__all__ = ["CAMERA_KINDS", "EXTRA_CAMERA_KINDS", "MOVER_KINDS", "SceneConfig", "SyntheticScene", "generate_scene", "generate_window",
            "min_visible_frames"]
 
 CAMERA_KINDS = ("orbit", "walk", "pan", "static")
+EXTRA_CAMERA_KINDS = ("tripod_walk",)
+"""Camera paths made only when asked for (``SceneConfig.camera``), never drawn at random: a tripod that pans a
+little for the first half of the clip, then walks towards the subject (mixed rotation-only / general motion)."""
 WALK_MAX_APPROACH = 0.6  # a walk ends at ≥ 40 % of its starting subject distance (1 − this)
 MOVER_KINDS = ("pet", "rigid", "sheet", "blob")
 
@@ -72,8 +75,9 @@ class SceneConfig:
     boundary_flip: float = 0.48                       # wrong flags within one frame of a true visibility change
 
     def __post_init__(self) -> None:
-        if self.camera is not None and self.camera not in CAMERA_KINDS:
-            raise ValueError(f"SceneConfig.camera: {self.camera!r} is not one of {CAMERA_KINDS} or None")
+        if self.camera is not None and self.camera not in CAMERA_KINDS + EXTRA_CAMERA_KINDS:
+            raise ValueError(f"SceneConfig.camera: {self.camera!r} is not one of "
+                             f"{CAMERA_KINDS + EXTRA_CAMERA_KINDS} or None")
         if self.n_frames < 2 or self.grid < 1 or self.query_every < 1 or self.motion_frames < 2:
             raise ValueError("SceneConfig: n_frames >= 2, grid >= 1, query_every >= 1, motion_frames >= 2 required")
         if len(self.camera_weights) != len(CAMERA_KINDS) or len(self.mover_weights) != len(MOVER_KINDS):
@@ -420,6 +424,12 @@ def _camera_path(rng: np.random.Generator, kind: str, tau: np.ndarray, fov: floa
         sideways = np.array([np.cos(azimuth[0]), np.sin(azimuth[0]), 0.0])
         looks = looks + np.tan(np.clip(sweep * t, -1.2, 1.2))[:, None] * sideways
         shake_move = 0.01
+    elif kind == "tripod_walk":  # still (panning a little) until mid-clip, then 30 % closer by the end
+        walked = np.clip(t / max(t[-1], 1e-9), 0.0, 1.0)
+        radius = radius - 0.3 * walked
+        sideways = np.array([np.cos(azimuth[0]), np.sin(azimuth[0]), 0.0])
+        looks = looks + np.tan(0.15 * fov * np.minimum(t, 0.0))[:, None] * sideways
+        shake_deg, shake_move = rng.uniform(0.03, 0.15), 0.0005
     else:
         shake_deg, shake_move = rng.uniform(0.03, 0.15), 0.0005
     offsets = radius[:, None] * np.stack([np.cos(elevation) * np.sin(azimuth),

@@ -1,24 +1,22 @@
 """Cameras from the tracks alone: an essential matrix between two well-separated frames, then PnP frame by frame
 with new points triangulated as frames are added (OpenCV RANSAC throughout, so moving tracks are outliers).
 
-A classical fallback for bundle adjustment when the network's cameras are too far off for BA to start from
-(:func:`tracks4d.pipeline.run_pipeline` with ``camera_init="auto"``). Scale and world frame are arbitrary (frame 0 at
-the origin, unit distance to the second view of the initial pair).
+One of the two seeds of the camera stage (:mod:`tracks4d.geometry.cameras`; the other is the network's cameras).
+Scale and world frame are arbitrary (the initial pair's first frame at the origin, unit distance to its second).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import cv2
 import numpy as np
 
-from .bundle_adjust import reexpress
-from ..contracts import Reconstruction
 from .transforms import invert_rigid, transform_points
+from .triangulation import reprojection_errors as _errors
+from .triangulation import triangulate
 
-__all__ = ["cameras_from_tracks", "triangulate", "triangulated_static", "static_tracks", "with_track_cameras"]
+__all__ = ["cameras_from_tracks", "consistent_static"]
 
 MIN_SHARED = 40        # tracks the initial pair must share
 MIN_PNP = 12           # 3D points a frame must see to be posed
@@ -26,39 +24,12 @@ RANSAC_PX = 3.0
 MIN_PARALLAX_DEG = 1.0  # a point seen under a smaller angle is too close to infinity to place
 MAX_DEPTH_RATIO = 20.0  # a point farther than this × the typical depth is a degenerate triangulation
 INITIAL_REFERENCES = (0.0, 0.35, 0.7)  # where in the clip initial pairs are tried
+TRIANGULATE_EVERY = 3  # posed frames between triangulations of the tracks not yet placed
+SECOND_MOTION = 0.8  # an essential matrix explaining fewer of the pair's tracks: try the rest's motion too
+MAX_PAIR_GAP = 60  # frames between the two of an initial pair (keeps the search linear in the clip's length)
 
 
-def triangulate(tracks: np.ndarray, visible: np.ndarray, w2c: np.ndarray, k: np.ndarray,
-                posed: np.ndarray) -> np.ndarray:
-    """Linear (DLT) triangulation of every track over the posed frames that see it.
-
-    tracks (N, P, 2) px · visible (N, P) · w2c (N, 4, 4) · k (N, 3, 3) · posed (N,) bool → (P, 3), NaN where fewer
-    than two posed frames see the track."""
-    proj = k @ w2c[:, :3]                                             # (N, 3, 4)
-    out = np.full((tracks.shape[1], 3), np.nan)
-    for p in range(tracks.shape[1]):
-        frames = np.flatnonzero(visible[:, p] & posed)
-        if frames.size < 2:
-            continue
-        x = tracks[frames, p].astype(np.float64)
-        rows = np.concatenate([x[:, :1] * proj[frames, 2] - proj[frames, 0],
-                               x[:, 1:] * proj[frames, 2] - proj[frames, 1]])
-        h = np.linalg.svd(rows)[2][-1]
-        if abs(h[3]) > 1e-12:
-            out[p] = h[:3] / h[3]
-    return out
-
-
-def _errors(points: np.ndarray, tracks: np.ndarray, w2c: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """(N, P) reprojection errors in px (inf behind the camera or where a point is NaN)."""
-    cam = transform_points(w2c, points)
-    pix = np.einsum("nij,npj->npi", k, cam)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        err = np.linalg.norm(pix[..., :2] / pix[..., 2:] - tracks, axis=-1)
-    return np.where(cam[..., 2] > 1e-6, err, np.inf)
-
-
-def _consistent(points, tracks, visible, w2c, k, posed) -> np.ndarray:
+def consistent_static(points, tracks, visible, w2c, k, posed) -> np.ndarray:
     """(P,) bool: triangulated, in front of and within ``RANSAC_PX`` (median) of the posed frames that see it, and
     seen under ≥ ``MIN_PARALLAX_DEG`` at a depth below ``MAX_DEPTH_RATIO`` × the typical one — a static point that can be
     placed; drift, outliers and moving tracks fail."""
@@ -82,23 +53,17 @@ def _consistent(points, tracks, visible, w2c, k, posed) -> np.ndarray:
     return placed & (near.min(0) > 0) & (near.max(0) < MAX_DEPTH_RATIO * typical)
 
 
-def _static_points(tracks, visible, w2c, k, posed) -> tuple[np.ndarray, np.ndarray]:
-    """Every track triangulated over the posed frames (:func:`triangulate`) and the (P,) mask of those that are
-    consistent static points (:func:`_consistent`)."""
-    points = triangulate(tracks, visible, w2c, k, posed)
-    return points, _consistent(points, tracks, visible, w2c, k, posed)
-
-
-def _initial_pairs(tracks: np.ndarray, visible: np.ndarray) -> list[tuple[int, int]]:
-    """Candidate initial pairs, one per reference frame ``INITIAL_REFERENCES`` (fractions of the clip; the first frame
-    from there that shares enough tracks): the reference and the later frame sharing ≥ MIN_SHARED tracks with it
-    whose median displacement is largest (parallax for the essential matrix)."""
+def _initial_pairs(tracks: np.ndarray, visible: np.ndarray, allowed: np.ndarray) -> list[tuple[int, int]]:
+    """Candidate initial pairs, one per reference frame ``INITIAL_REFERENCES`` (fractions of the clip; the first
+    ``allowed`` frame from there that shares enough tracks): the reference and the later allowed frame, at most
+    ``MAX_PAIR_GAP`` on, sharing ≥ MIN_SHARED tracks with it whose median displacement is largest (parallax for the
+    essential matrix)."""
     n = tracks.shape[0]
     pairs = []
     for start in sorted({int(q * (n - 1)) for q in INITIAL_REFERENCES}):
-        for r in range(start, n - 1):
+        for r in (f for f in range(start, n - 1) if allowed[f]):
             best, best_motion = None, 0.0
-            for j in range(r + 1, n):
+            for j in (f for f in range(r + 1, min(r + MAX_PAIR_GAP + 1, n)) if allowed[f]):
                 both = visible[r] & visible[j]
                 if both.sum() < MIN_SHARED:
                     break
@@ -112,116 +77,90 @@ def _initial_pairs(tracks: np.ndarray, visible: np.ndarray) -> list[tuple[int, i
     return pairs
 
 
-def _grow(tracks: np.ndarray, visible: np.ndarray, k: np.ndarray, r: int, j: int
-          ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Poses from the initial pair (r, j): essential matrix, then frames outward by PnP against the points so far,
-    each triangulating the tracks it newly sees → (w2c (N, 4, 4), posed (N,))."""
-    n = tracks.shape[0]
-    both = visible[r] & visible[j]
+def _relative_pose(tracks: np.ndarray, visible: np.ndarray, k: np.ndarray, r: int, j: int, usable: np.ndarray):
+    """Essential matrix between frames r and j from the ``usable`` (P,) tracks both see → (w2c of j relative to r
+    (4, 4), (P,) bool RANSAC inliers), or None."""
+    both = np.flatnonzero(visible[r] & visible[j] & usable)
+    if both.size < MIN_SHARED:
+        return None
     e, mask = cv2.findEssentialMat(tracks[r, both], tracks[j, both], k[r], cv2.RANSAC, 0.999, RANSAC_PX)
     if e is None or e.shape != (3, 3):
         return None
-    _, rot, t, _ = cv2.recoverPose(e, tracks[r, both], tracks[j, both], k[r], mask=mask)
+    _, rot, t, mask = cv2.recoverPose(e, tracks[r, both], tracks[j, both], k[r], mask=mask)
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = rot, t[:, 0]
+    inliers = np.zeros(tracks.shape[1], bool)
+    inliers[both[mask.ravel() > 0]] = True
+    return pose, inliers
+
+
+def _grow(tracks: np.ndarray, visible: np.ndarray, k: np.ndarray, r: int, j: int, relative: np.ndarray,
+          inliers: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Poses from the initial pair (r, j) at ``relative`` pose, its essential matrix's ``inliers`` (P,) triangulated
+    first, then frames outward by PnP against the points so far, each triangulating the tracks it newly sees
+    → (w2c (N, 4, 4), posed (N,))."""
+    n = tracks.shape[0]
     w2c = np.tile(np.eye(4), (n, 1, 1))
-    w2c[j, :3, :3], w2c[j, :3, 3] = rot, t[:, 0]
+    w2c[j] = relative
     posed = np.zeros(n, bool)
     posed[[r, j]] = True
     points = triangulate(tracks, visible, w2c, k, posed)
-    good = (_errors(points, tracks, w2c, k)[[r, j]] < RANSAC_PX).all(0) & visible[r] & visible[j]
+    good = (_errors(points, tracks, w2c, k)[[r, j]] < RANSAC_PX).all(0) & inliers
     points[~good] = np.nan
     order = sorted(set(range(n)) - {r, j}, key=lambda f: min(abs(f - r), abs(f - j)))
+    since = 0  # frames posed since the last triangulation of fresh tracks
     for f in order:
         seen = visible[f] & np.isfinite(points[:, 0])
         if seen.sum() < MIN_PNP:
             continue
-        ok, rvec, tvec, inliers = cv2.solvePnPRansac(points[seen], tracks[f, seen], k[f], None,
-                                                     reprojectionError=RANSAC_PX, iterationsCount=200)
-        if not ok or inliers is None or len(inliers) < MIN_PNP:
+        ok, rvec, tvec, pnp_inliers = cv2.solvePnPRansac(points[seen], tracks[f, seen], k[f], None,
+                                                         reprojectionError=RANSAC_PX, iterationsCount=200)
+        if not ok or pnp_inliers is None or len(pnp_inliers) < MIN_PNP:
             continue
         w2c[f, :3, :3], w2c[f, :3, 3] = cv2.Rodrigues(rvec)[0], tvec[:, 0]
         posed[f] = True
+        since += 1
         fresh = visible[f] & ~np.isfinite(points[:, 0])
-        if fresh.any():
+        # triangulating every few frames keeps the cost linear; sooner when the frame's support runs low
+        if fresh.any() and (since >= TRIANGULATE_EVERY or seen.sum() < 3 * MIN_PNP):
+            fresh = posed[:, None].any(0) & ~np.isfinite(points[:, 0]) & (visible & posed[:, None]).any(0)
             new = triangulate(tracks[:, fresh], visible[:, fresh], w2c, k, posed)
-            new[~_consistent(new, tracks[:, fresh], visible[:, fresh], w2c, k, posed)] = np.nan
+            new[~consistent_static(new, tracks[:, fresh], visible[:, fresh], w2c, k, posed)] = np.nan
             points[fresh] = new
+            since = 0
     return (w2c, posed) if posed.sum() >= 3 else None
 
 
-def _placed(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.ndarray):
-    """(w2c (N, 4, 4), posed (N,), triangulated points (P, 3), consistent static mask (P,)) of the chosen initial
-    pair, or None (:func:`cameras_from_tracks` says how it is chosen)."""
+def cameras_from_tracks(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.ndarray,
+                        allowed: np.ndarray | None = None) -> list[tuple[tuple[int, int], np.ndarray, np.ndarray]]:
+    """Cameras grown from each candidate initial pair (:func:`_initial_pairs`, :func:`_grow`): a list of
+    ((r, j) initial pair, world-to-camera poses (N, 4, 4), (N,) bool posed frames) — empty when none works. Unposed
+    frames get the pose of the nearest posed frame. The caller chooses among them (a pair whose essential matrix
+    locked onto a moving object explains fewer tracks as static). When a pair's essential matrix explains under
+    ``SECOND_MOTION`` of its shared tracks, the tracks it leaves out get an essential matrix and a growth of their own
+    (a large moving object can outvote the background in one pair).
+
+    tracks (N, P, 2) px · visible (N, P) bool · intrinsics (N, 3, 3) · allowed (N,) bool: frames an initial pair
+    may use (default all; the camera stage passes its general-motion segments)."""
+    tracks = tracks.astype(np.float64)
+    allowed = np.ones(tracks.shape[0], bool) if allowed is None else allowed
     grown = []
-    for r, j in _initial_pairs(tracks, visible):
-        found = _grow(tracks, visible, intrinsics, r, j)
-        if found is None:
-            continue
-        w2c, posed = found
-        tri, static = _static_points(tracks, visible, w2c, intrinsics, posed)
-        seen = visible & posed[:, None] & static[None]
-        error = float(np.median(_errors(tri, tracks, w2c, intrinsics)[seen])) if seen.any() else np.inf
-        grown.append((w2c, posed, tri, static, error))
-    if not grown:
-        return None
-    chosen = grown[0]
-    if any(g[1].sum() > chosen[1].sum() / 0.9 or 1.5 * g[4] < chosen[4] for g in grown[1:]):
-        most_posed = max(g[1].sum() for g in grown)
-        chosen = min((g for g in grown if g[1].sum() >= 0.9 * most_posed), key=lambda g: g[4])
-    w2c, posed, tri, static, _ = chosen
-    idx = np.flatnonzero(posed)
-    for f in np.flatnonzero(~posed):
-        w2c[f] = w2c[idx[np.argmin(np.abs(idx - f))]]
-    return w2c, posed, tri, static
-
-
-def cameras_from_tracks(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray] | None:
-    """World-to-camera poses (N, 4, 4) and a (N,) bool mask of the posed frames, or None when no initial pair works.
-
-    tracks (N, P, 2) px · visible (N, P) bool · intrinsics (N, 3, 3). Every candidate initial pair
-    (:func:`_initial_pairs`) is grown (:func:`_grow`). The first (from the clip's start) is kept unless another poses
-    over 1/0.9 × its frames or reprojects its consistent static points 1.5× better (median error: an early wrong turn
-    bends the cameras and shows there); then kept is the best-reprojecting of those posing ≥ 90 % of the most
-    frames. Unposed frames get the pose of the nearest posed frame (and are False in the mask)."""
-    found = _placed(tracks.astype(np.float64), visible, intrinsics)
-    return None if found is None else found[:2]
-
-
-def triangulated_static(rec: Reconstruction) -> tuple[np.ndarray, np.ndarray]:
-    """(points (P, 3), static (P,) bool): every track triangulated under ``rec``'s own cameras, and which of those
-    are static points consistent with every frame that sees them (:func:`_consistent`)."""
-    return _static_points(rec.tracks.astype(np.float64), rec.visible, rec.world_to_camera, rec.intrinsics,
-                          np.ones(rec.n_frames, bool))
-
-
-def static_tracks(rec: Reconstruction) -> np.ndarray:
-    """(P,) bool: the tracks :func:`triangulated_static` finds static — the static points to adjust when γ cannot be
-    trusted."""
-    return triangulated_static(rec)[1]
-
-
-def with_track_cameras(rec: Reconstruction) -> tuple[Reconstruction, np.ndarray] | None:
-    """``rec`` with cameras from :func:`cameras_from_tracks`, and the (P,) bool mask of tracks that triangulate as
-    static points (:func:`_consistent`; they replace those tracks' points, γ unchanged). Every other point keeps its
-    camera-frame position, scaled by the median ratio of triangulated to network depth. None when the tracks give
-    no cameras."""
-    found = _placed(rec.tracks.astype(np.float64), rec.visible, rec.intrinsics)
-    if found is None:
-        return None
-    w2c, posed, tri, good = found
-    old_depth = transform_points(rec.world_to_camera, rec.points.astype(np.float64))[..., 2]
-    tri_depth = transform_points(w2c, np.nan_to_num(tri))[..., 2]
-    pairs = rec.visible & posed[:, None] & good[None] & (old_depth > 1e-6)
-    if pairs.sum() < 10:
-        return None
-    scale = float(np.median(tri_depth[pairs] / old_depth[pairs]))
-    points = reexpress(rec, w2c, scale)
-    points[:, good] = tri[good][None]
-    static = np.median(points, axis=0)
-    static[good] = tri[good]
-    depth = transform_points(w2c, points)[..., 2]
-    meta = {**rec.meta, "camera_init": {"from": "tracks", "posed_frames": int(posed.sum()),
-                                        "static_tracks": int(good.sum()), "scale": scale}}
-    return dataclasses.replace(rec, camera_to_world=invert_rigid(w2c), world_to_camera=w2c, points=points.astype(rec.points.dtype),
-                               static_points=static.astype(rec.static_points.dtype),
-                               depth=depth.astype(rec.depth.dtype), meta=meta), good
+    for r, j in _initial_pairs(tracks, visible, allowed):
+        usable = np.ones(tracks.shape[1], bool)
+        for _ in range(2):  # the dominant motion, then — when it leaves many tracks out — the next one
+            found = _relative_pose(tracks, visible, intrinsics, r, j, usable)
+            if found is None:
+                break
+            relative, inliers = found
+            result = _grow(tracks, visible, intrinsics, r, j, relative, inliers)
+            if result is not None:
+                w2c, posed = result
+                idx = np.flatnonzero(posed)
+                for f in np.flatnonzero(~posed):
+                    w2c[f] = w2c[idx[np.argmin(np.abs(idx - f))]]
+                grown.append(((r, j), w2c, posed))
+            shared = visible[r] & visible[j] & usable
+            if inliers.sum() >= SECOND_MOTION * shared.sum():
+                break
+            usable = usable & ~inliers
+    return grown

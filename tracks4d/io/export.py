@@ -1,4 +1,5 @@
-"""What a reconstruction writes for people and tools: points.ply, cameras.json, a PNG summary and a track video.
+"""What a reconstruction writes for people and tools: points.ply, cameras.json, a PNG summary, a track video and
+a COLMAP text model.
 
 Colours follow the motion level γ: purple = static, red = moving (log γ, stretched over its 2nd–98th percentiles).
 """
@@ -15,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless back
 import numpy as np  # noqa: E402
 
 from ..contracts import Reconstruction  # noqa: E402
+from .colmap import write_colmap_text  # noqa: E402
 from .overlay import draw_tracks, save_video, track_colours  # noqa: E402
 
 __all__ = ["write_ply", "write_cameras_json", "write_summary_png", "write_outputs", "motion_colours"]
@@ -106,8 +108,10 @@ def write_summary_png(path: str | Path, rec: Reconstruction, frames: np.ndarray 
 def write_outputs(rec: Reconstruction, out_dir: str | Path, frames: np.ndarray | None = None,
                   frame_tracks: np.ndarray | None = None, fps: float = 10.0) -> dict[str, Path]:
     """reconstruction.npz, points.ply (every visible point of every frame, coloured by γ), cameras.json,
-    summary.png and tracks.mp4 (tracks coloured by γ on the frames, or on a blank canvas); ``frame_tracks``
-    (N, P, 2) are the tracks in the frames' pixels when those differ from the input's."""
+    summary.png, tracks.mp4 (tracks coloured by γ on the frames, or on a blank canvas) and colmap/ (a COLMAP text
+    model, :func:`~tracks4d.io.colmap.write_colmap_text`); ``frame_tracks`` (N, P, 2) are the tracks in the frames'
+    pixels when those differ from the input's."""
+    image_size = (frames.shape[2], frames.shape[1]) if frames is not None and frame_tracks is None else None
     frame_tracks = rec.tracks if frame_tracks is None else frame_tracks
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,4 +125,5 @@ def write_outputs(rec: Reconstruction, out_dir: str | Path, frames: np.ndarray |
     canvas = frames if frames is not None else np.stack([_frame_or_canvas(rec, None, 0)] * rec.n_frames)
     paths["tracks_video"] = save_video(draw_tracks(canvas, frame_tracks, rec.visible, colours), out / "tracks.mp4",
                                        fps)
+    paths["colmap"] = write_colmap_text(rec, out / "colmap", image_size)
     return paths

@@ -1,0 +1,129 @@
+"""The camera stage: one solve over the whole clip, any length.
+
+1. Motion model (:func:`~.motion_model.select_motion_model`): general, rotation-only, or segments of both.
+2. A clip that only rotates (a tripod, a fixed camera): rotations from the tracks (rays of each frame fitted to an
+   earlier frame's by RANSAC, chained to the earliest frame that shares enough tracks); the centre stays where the
+   network put frame 0. No parallax: nothing to adjust, static depth is unobservable.
+3. Otherwise the seeds compete — the network's cameras, cameras from the tracks alone grown from each of a few
+   initial pairs inside general-motion segments (:func:`~.track_sfm.cameras_from_tracks`) and the rotation-only
+   cameras of 2. — by one residual test: the number of tracks that fit a static point (or, for the rotation, a static
+   direction) within ``SEED_PX`` (:func:`~.motion.track_residuals`). The best general seed wins (ties: the
+   network; an initial pair whose essential matrix locked onto a moving object explains fewer tracks); the rotation wins over it when it explains ≥ ``ROTATION_PREFERENCE`` × as many tracks with fewer degrees
+   of freedom — a pan whose little parallax let the essential matrix lock onto a moving object.
+4. With ``adjust``: one bundle adjustment (:func:`~.bundle_adjust.bundle_adjust`) over every frame and the static
+   tracks — the static set of the motion stage's score (:func:`~.motion.motion_levels`) under the seed — with one
+   focal for the clip when the intrinsics are unknown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..contracts import Cameras
+from .bundle_adjust import BAReport, bundle_adjust
+from .motion import motion_levels, static_fit, track_residuals
+from .motion_model import MIN_SHARED, MotionModel, Segment, fit_rotation, select_motion_model
+from .track_sfm import cameras_from_tracks
+
+__all__ = ["CameraSolution", "solve_cameras", "rotation_cameras", "CAMERA_INITS"]
+
+SEED_PX = 3.0               # a track fits a seed: its static-fit residual is below this
+ROTATION_PREFERENCE = 0.9   # the rotation-only seed wins when it fits ≥ this × the best general seed's tracks
+
+CAMERA_INITS = ("auto", "network")
+"""auto: the network's cameras or the tracks', by the residual test; network: the network's only."""
+
+
+@dataclass
+class CameraSolution:
+    """cameras · model: the motion model · source: "network", "tracks i: r-j" (the i-th growth, from the
+    initial pair r, j) or
+    "rotation" (rotation-only clip) · seeds: tracks that fit as static under each seed tried · ba: the bundle adjustment's report (None: not run)."""
+
+    cameras: Cameras
+    model: MotionModel
+    source: str
+    seeds: dict
+    ba: BAReport | None = None
+
+    @property
+    def rotation_only(self) -> bool:
+        return self.model.kind == "rotation"
+
+    def to_meta(self) -> dict:
+        return {"model": self.model.kind, "motion_model": self.model.to_dict(), "source": self.source,
+                "seed_static_tracks": self.seeds,
+                "bundle_adjustment": None if self.ba is None else self.ba.to_dict()}
+
+
+def rotation_cameras(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.ndarray,
+                     first: np.ndarray) -> np.ndarray:
+    """(N, 4, 4) world-to-camera poses of a camera that only rotates, all with frame 0's centre.
+
+    Frame t's rotation relative to a reference r — the earliest solved frame sharing ≥ ``MIN_SHARED`` tracks with it,
+    else the nearest earlier one — comes from :func:`~.motion_model.fit_rotation`. first: (4, 4) pose of frame 0."""
+    n = tracks.shape[0]
+    rotations = np.empty((n, 3, 3))
+    rotations[0] = first[:3, :3]
+    for t in range(1, n):
+        shared = (visible[:t] & visible[t]).sum(1)
+        enough = np.flatnonzero(shared >= MIN_SHARED)
+        r = int(enough[0]) if enough.size else int(np.argmax(shared))
+        both = visible[r] & visible[t]
+        if both.sum() < 3:
+            rotations[t] = rotations[t - 1]
+            continue
+        relative, _ = fit_rotation(tracks[r, both].astype(np.float64), tracks[t, both].astype(np.float64),
+                                   intrinsics[r], intrinsics[t], seed=t)
+        rotations[t] = relative @ rotations[r]
+    centre = -first[:3, :3].T @ first[:3, 3]
+    w2c = np.tile(np.eye(4), (n, 1, 1))
+    w2c[:, :3, :3] = rotations
+    w2c[:, :3, 3] = -rotations @ centre
+    return w2c
+
+
+def _fitting_tracks(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, rotation_only: bool) -> int:
+    """Tracks whose static fit under ``cameras`` has a residual below ``SEED_PX``."""
+    _, errors = static_fit(tracks, visible, cameras, rotation_only)
+    return int((track_residuals(errors, visible) < SEED_PX).sum())
+
+
+def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, network_gamma: np.ndarray | None, *,
+                  adjust: bool, refine_focal: bool, camera_init: str = "auto",
+                  static_gamma: float | None = None) -> CameraSolution:
+    """The clip's cameras (module docstring).
+
+    tracks (N, P, 2) px · visible (N, P) bool · network: the network's cameras, with the clip's (known or guessed)
+    intrinsics · network_gamma (P,): its motion levels (fill in where geometry says little when choosing the static
+    set) · adjust: run the bundle adjustment · refine_focal: the intrinsics are a guess · camera_init: CAMERA_INITS."""
+    if camera_init not in CAMERA_INITS:
+        raise ValueError(f"camera_init must be one of {CAMERA_INITS}, got {camera_init!r}")
+    k = network.intrinsics
+    model = select_motion_model(tracks, visible, k)
+    rotation = Cameras(rotation_cameras(tracks, visible, k, network.world_to_camera[0]), k)
+    if model.kind == "rotation":
+        return CameraSolution(rotation, model, "rotation", {})
+    seeds = {"network": network}
+    if camera_init == "auto":
+        for i, ((r, j), w2c, _) in enumerate(cameras_from_tracks(tracks, visible, k,
+                                                                  allowed=~model.rotation_frames())):
+            seeds[f"tracks {i}: {r}-{j}"] = Cameras(w2c, k)
+    counts = {name: _fitting_tracks(tracks, visible, cams, False) for name, cams in seeds.items()}
+    source = max(counts, key=lambda name: (counts[name], name == "network"))
+    counts["rotation"] = _fitting_tracks(tracks, visible, rotation, True)
+    if counts["rotation"] >= ROTATION_PREFERENCE * counts[source]:
+        model = MotionModel("rotation", [Segment(0, len(tracks), "rotation")], model.pairs)
+        return CameraSolution(rotation, model, "rotation", counts)
+    solution = CameraSolution(seeds[source], model, source, counts)
+    if not adjust:
+        return solution
+    points, errors = static_fit(tracks, visible, solution.cameras, rotation_only=False)
+    focal = float(np.mean(k[:, [0, 1], [0, 1]]))
+    static = motion_levels(errors, visible, focal, network_gamma, static_gamma).static
+    static &= np.isfinite(points).all(1)
+    cameras, _, report = bundle_adjust(tracks, visible, solution.cameras, points, static, refine_focal=refine_focal)
+    return dataclasses.replace(solution, cameras=cameras, ba=report)

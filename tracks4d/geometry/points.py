@@ -1,0 +1,104 @@
+"""The points stage: every track's 3D position in every frame under the solved cameras.
+
+- Static tracks (the motion stage's static set) are triangulated under the solved cameras (bundle-adjusted where the
+  adjustment kept them). Where there is no parallax — a camera that only rotates, or a track whose triangulation
+  fails — their depth is unobservable and the network's is used (scaled to the solved cameras' units).
+- Moving tracks (:func:`moving_points`) keep the network's camera-frame depth, scaled to the solved cameras' units
+  frame by frame and placed on the ray through the observed track, so they reproject exactly where tracked — except
+  in the frames where their robust static fit reprojects within the noise (a thing at rest for part of the clip, a
+  static track the tracker lost for a while), where they stay at that fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..contracts import Cameras, Reconstruction
+from .motion import STATIC_SIGMAS, MotionLevels
+from .transforms import invert_rigid, transform_points
+from .triangulation import bearings
+
+__all__ = ["PlacedPoints", "network_scale", "lift_network", "moving_points", "place_points"]
+
+MIN_SCALE_TRACKS = 8  # static tracks a frame needs for its own scale (else the clip's)
+PARTLY_AT_REST = 0.5   # a moving track whose static fit holds in this share of its frames stays there in those
+
+
+@dataclass
+class PlacedPoints:
+    """points (N, P, 3) world · static_points (P, 3) · depth (N, P) camera-frame z · observed (P,) bool: static
+    tracks whose depth the cameras determine · scale (N,) network depth → solved units per frame."""
+
+    points: np.ndarray
+    static_points: np.ndarray
+    depth: np.ndarray
+    observed: np.ndarray
+    scale: np.ndarray
+
+
+def network_scale(world: np.ndarray, usable: np.ndarray, cameras: Cameras, network_depth: np.ndarray,
+                  visible: np.ndarray) -> np.ndarray:
+    """(N,) factors taking the network's camera-frame depth to the solved cameras' units: per frame, the median ratio
+    of the depth of ``usable`` (P,) points ``world`` (P, 3) to the network's depth (N, P) of those tracks, over ≥
+    ``MIN_SCALE_TRACKS`` visible ones; else the clip's median ratio; 1 where nothing is usable."""
+    z = transform_points(cameras.world_to_camera, np.nan_to_num(world))[..., 2]
+    pairs = visible & usable[None] & (z > 0) & (network_depth > 0)
+    ratio = np.where(pairs, z / np.where(network_depth > 0, network_depth, 1.0), np.nan)
+    if not pairs.any():
+        return np.ones(len(z))
+    overall = float(np.nanmedian(ratio))
+    with np.errstate(all="ignore"):
+        per_frame = np.array([np.nanmedian(r) if c >= MIN_SCALE_TRACKS else overall
+                              for r, c in zip(ratio, pairs.sum(1))])
+    return per_frame
+
+
+def lift_network(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, network_camera: np.ndarray,
+                 scale: np.ndarray) -> np.ndarray:
+    """(N, P, 3) world points at the network's camera-frame depth × ``scale`` (N,): on the ray through the tracked
+    pixel where visible, the network's scaled camera-frame point elsewhere. network_camera: (N, P, 3)."""
+    scaled = network_camera * scale[:, None, None]
+    depth = scaled[..., 2]
+    typical = float(np.median(depth[depth > 0])) if (depth > 0).any() else 1.0
+    depth = np.where(depth > 0, depth, typical)
+    rays = bearings(tracks.astype(np.float64), cameras.intrinsics)
+    on_ray = rays / rays[..., 2:] * depth[..., None]
+    camera = np.where(visible[..., None], on_ray, scaled)
+    return transform_points(invert_rigid(cameras.world_to_camera), camera)
+
+
+def moving_points(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, network: Reconstruction,
+                  scale: np.ndarray, fitted: np.ndarray, at_rest: np.ndarray) -> np.ndarray:
+    """Per-frame world points (N, P, 3) of tracks the static set leaves out: the network's estimate re-expressed under
+    the solved cameras (:func:`lift_network`; ``scale`` (N,) from :func:`network_scale`), replaced by the static fit
+    ``fitted`` (P, 3) in the frames ``at_rest`` (N, P) bool. The one place where moving points are decided."""
+    network_camera = transform_points(network.world_to_camera, network.points.astype(np.float64))
+    lifted = lift_network(tracks, visible, cameras, network_camera, scale)
+    return np.where(at_rest[..., None], fitted[None], lifted)
+
+
+def place_points(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, motion: MotionLevels,
+                 fitted: np.ndarray, errors: np.ndarray, rotation_only: bool,
+                 network: Reconstruction) -> PlacedPoints:
+    """Every track in every frame (module docstring). fitted (P, 3) · errors (N, P) px: the static fit under
+    ``cameras`` (:func:`~.motion.static_fit`; ignored when ``rotation_only``)."""
+    if rotation_only:
+        observed = np.zeros(len(fitted), bool)
+        at_rest = np.zeros(errors.shape, bool)
+    else:
+        z = transform_points(cameras.world_to_camera, np.nan_to_num(fitted))[..., 2]
+        placeable = np.isfinite(fitted).all(1) & np.where(visible, z > 0, True).all(0)
+        observed = motion.static & placeable
+        fits = visible & (np.nan_to_num(errors, nan=np.inf) < STATIC_SIGMAS * motion.noise_px)
+        at_rest = fits & (placeable & (fits.sum(0) >= PARTLY_AT_REST * visible.sum(0)))[None]
+    network_depth = transform_points(network.world_to_camera, network.points.astype(np.float64))[..., 2]
+    scale = network_scale(fitted, observed, cameras, network_depth, visible)
+    points = moving_points(tracks, visible, cameras, network, scale, np.nan_to_num(fitted), at_rest)
+    static_points = np.nanmedian(np.where(visible[..., None], points, np.nan), axis=0)
+    static_points = np.where(np.isfinite(static_points), static_points, points[0])
+    static_points[observed] = fitted[observed]
+    points[:, motion.static] = static_points[motion.static]
+    depth = transform_points(cameras.world_to_camera, points)[..., 2]
+    return PlacedPoints(points, static_points, depth, observed, scale)

@@ -1,0 +1,100 @@
+"""Tracks placed as static under given cameras: points (general motion) or directions (a camera that only rotates),
+and their reprojection errors. Vectorised over tracks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .transforms import invert_rigid, transform_points
+
+__all__ = ["bearings", "triangulate", "triangulate_robust", "reprojection_errors", "mean_directions", "direction_errors", "parallax_deg"]
+
+
+def bearings(tracks: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """tracks (N, P, 2) px · intrinsics (N, 3, 3) → (N, P, 3) unit viewing rays in each camera's frame."""
+    rays = np.concatenate([tracks, np.ones(tracks.shape[:-1] + (1,))], -1) @ np.swapaxes(
+        np.linalg.inv(intrinsics), 1, 2)
+    return rays / np.linalg.norm(rays, axis=-1, keepdims=True)
+
+
+def triangulate(tracks: np.ndarray, visible: np.ndarray, w2c: np.ndarray, intrinsics: np.ndarray,
+                frames: np.ndarray | None = None, weights: np.ndarray | None = None) -> np.ndarray:
+    """Linear (DLT) triangulation of every track over the frames that see it, in normalised coordinates.
+
+    tracks (N, P, 2) px · visible (N, P) bool · w2c (N, 4, 4) · intrinsics (N, 3, 3) · frames (N,) bool, the frames
+    to use (default: all) · weights (N, P) ≥ 0 per observation (default 1) → (P, 3) float64, NaN where fewer than
+    two of them see the track or the point lies at infinity."""
+    use = visible if frames is None else visible & frames[:, None]
+    xy = bearings(tracks.astype(np.float64), intrinsics)
+    xy = xy[..., :2] / xy[..., 2:]                                             # (N, P, 2) normalised
+    proj = w2c[:, :3]                                                          # (N, 3, 4)
+    rows_x = xy[..., :1] * proj[:, None, 2] - proj[:, None, 0]                 # (N, P, 4)
+    rows_y = xy[..., 1:] * proj[:, None, 2] - proj[:, None, 1]
+    weight = (use if weights is None else use * weights)[..., None, None].astype(np.float64)
+    normal = (weight * (rows_x[..., :, None] * rows_x[..., None, :]
+                        + rows_y[..., :, None] * rows_y[..., None, :])).sum(0)  # (P, 4, 4)
+    _, vectors = np.linalg.eigh(normal)
+    h = vectors[..., 0]                                                        # smallest eigenvalue
+    with np.errstate(divide="ignore", invalid="ignore"):
+        points = h[:, :3] / h[:, 3:]
+    points[(use.sum(0) < 2) | (np.abs(h[:, 3]) < 1e-12)] = np.nan
+    return points
+
+
+def triangulate_robust(tracks: np.ndarray, visible: np.ndarray, w2c: np.ndarray, intrinsics: np.ndarray,
+                       scale_px: float = 2.0, iterations: int = 3) -> np.ndarray:
+    """:func:`triangulate` reweighted ``iterations`` times with Cauchy weights 1 / (1 + (e / scale_px)²) of each
+    observation's reprojection error e, so a few outlying entries (tracker slips) do not pull a point. → (P, 3)."""
+    points = triangulate(tracks, visible, w2c, intrinsics)
+    for _ in range(iterations):
+        errors = np.minimum(reprojection_errors(np.nan_to_num(points), tracks, w2c, intrinsics), 1e6)
+        points = triangulate(tracks, visible, w2c, intrinsics, weights=1.0 / (1.0 + (errors / scale_px) ** 2))
+    return points
+
+
+def reprojection_errors(points: np.ndarray, tracks: np.ndarray, w2c: np.ndarray,
+                        intrinsics: np.ndarray) -> np.ndarray:
+    """points (P, 3) · tracks (N, P, 2) → (N, P) px (inf behind a camera or where a point is NaN)."""
+    cam = transform_points(w2c, points)
+    pix = np.einsum("nij,npj->npi", intrinsics, cam)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        err = np.linalg.norm(pix[..., :2] / pix[..., 2:] - tracks, axis=-1)
+    return np.where((cam[..., 2] > 1e-6) & np.isfinite(err), err, np.inf)
+
+
+def mean_directions(tracks: np.ndarray, visible: np.ndarray, w2c: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """A track as a point at infinity: the mean world direction of its rays over the frames that see it.
+
+    → (P, 3) unit vectors, NaN for a track no frame sees."""
+    world = np.einsum("nji,npj->npi", w2c[:, :3, :3], bearings(tracks.astype(np.float64), intrinsics))
+    total = np.where(visible[..., None], world, 0.0).sum(0)
+    norm = np.linalg.norm(total, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, total / norm, np.nan)
+
+
+def direction_errors(directions: np.ndarray, tracks: np.ndarray, w2c: np.ndarray,
+                     intrinsics: np.ndarray) -> np.ndarray:
+    """directions (P, 3) world unit vectors · tracks (N, P, 2) → (N, P) px between each track and its direction
+    seen by the camera's rotation (inf behind the camera)."""
+    cam = np.einsum("nij,pj->npi", w2c[:, :3, :3], directions)
+    pix = np.einsum("nij,npj->npi", intrinsics, cam)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        err = np.linalg.norm(pix[..., :2] / pix[..., 2:] - tracks, axis=-1)
+    return np.where((cam[..., 2] > 1e-6) & np.isfinite(err), err, np.inf)
+
+
+def parallax_deg(points: np.ndarray, visible: np.ndarray, w2c: np.ndarray) -> np.ndarray:
+    """(P,) parallax in degrees: the largest angle between the ray to each point from the first frame that sees it
+    and the rays from the other frames that see it; 0 where a point is NaN or seen once.
+
+    points (P, 3) · visible (N, P) bool · w2c (N, 4, 4)."""
+    centres = invert_rigid(w2c)[:, :3, 3]
+    p = np.nan_to_num(points)
+    first = visible.argmax(0)
+    rays = p[None] - centres[:, None]                                          # (N, P, 3)
+    rays /= np.maximum(np.linalg.norm(rays, axis=-1, keepdims=True), 1e-12)
+    cols = np.arange(points.shape[0])
+    cosine = np.where(visible, (rays * rays[first, cols][None]).sum(-1), 1.0).min(0)
+    angle = np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+    return np.where(np.isfinite(points[:, 0]) & (visible.sum(0) >= 2), angle, 0.0)
