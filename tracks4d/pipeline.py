@@ -11,6 +11,7 @@ recorded with the stage's time in ``meta["stages"]``:
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -43,12 +44,14 @@ class ReconstructOptions:
     below this (None: automatic, :data:`~tracks4d.geometry.motion.STATIC_SIGMAS` × the clip's noise level) ·
     camera_init: "auto" (the network's cameras or the tracks', whichever more tracks fit as static points) or
     "network" (:mod:`tracks4d.geometry.cameras`) · finetune_steps · window / overlap: long-video windows (the network
-    sees ≤ 50 frames) · backend: "torch", or "onnx" (ONNX Runtime, :mod:`tracks4d.network.onnx_backend`; checkpoint may be
+    sees ≤ 50 frames) · backend: "auto" (ONNX Runtime on the CPU when it is installed and nothing is fine-tuned —
+    1.6–2× faster than eager torch at the same outputs —, else torch), "torch", or "onnx" (ONNX Runtime,
+    :mod:`tracks4d.network.onnx_backend`; checkpoint may be
     a .onnx file; no fine-tuning)."""
 
     checkpoint: str | Path | None = None
     device: str = "cpu"
-    backend: str = "torch"
+    backend: str = "auto"
     fx: float | None = None
     fy: float | None = None
     cx: float | None = None
@@ -107,6 +110,18 @@ def reconstruct(source: str | Path | TrackSet, checkpoint: str | Path | None = N
     file or TrackSet with the shipped checkpoint (or ``checkpoint``); ``options`` are :class:`ReconstructOptions`
     fields."""
     return run_pipeline(source, ReconstructOptions(checkpoint=checkpoint, **options)).reconstruction
+
+
+def resolve_backend(opts: ReconstructOptions) -> str:
+    """The network backend ``opts.backend`` names; "auto": "onnx" for an ``.onnx`` checkpoint, or on the CPU when
+    onnxruntime is installed and nothing is fine-tuned; else "torch"."""
+    if opts.backend != "auto":
+        return opts.backend
+    if opts.checkpoint is not None and Path(opts.checkpoint).suffix == ".onnx":
+        return "onnx"
+    onnx_ready = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
+    cpu = str(opts.device) == "cpu" or (str(opts.device) == "auto" and not torch.cuda.is_available())
+    return "onnx" if onnx_ready and cpu and opts.finetune_steps == 0 else "torch"
 
 
 @contextmanager
@@ -201,13 +216,14 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
         raise ValueError(f"camera_init must be one of {CAMERA_INITS}, got {opts.camera_init!r}")
     if opts.backend == "onnx" and opts.finetune_steps > 0:
         raise ValueError("fine-tuning needs the torch backend (--backend torch)")
+    backend = resolve_backend(opts)
     if opts.ba_gamma is not None and not opts.ba_gamma > 0:
         raise ValueError(f"--ba-gamma must be positive, got {opts.ba_gamma}")
     timings: dict[str, float] = {}
     start = time.perf_counter()
     checkpoint = opts.checkpoint if opts.checkpoint is not None else default_checkpoint(opts.device)
     with _timed(timings, "load_model"):
-        model, payload = network if network is not None else load_backend(checkpoint, opts.backend, opts.device)
+        model, payload = network if network is not None else load_backend(checkpoint, backend, opts.device)
 
     tracks, clip = read_tracks(source, opts, timings, progress)
     tracks, known = with_intrinsics(tracks, opts)
@@ -240,6 +256,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
         "image_size": None if tracks.image_size is None else [int(v) for v in tracks.image_size],
         "timings": timings, "checkpoint": str(checkpoint), "checkpoint_step": int(payload.get("step", 0)),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
+        "backend": backend if network is None else type(model).__name__,
         "intrinsics_known": bool(known), "finetune": finetune_reports, "torch": torch.__version__,
         "units": "arbitrary (monocular scale)", "authoritative": "points (bases and coefficients are the network's)",
     }

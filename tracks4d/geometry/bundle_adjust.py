@@ -150,7 +150,7 @@ def bundle_adjust(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, poi
     tracks (N, P, 2) px · visible (N, P) bool · cameras: the start · points (P, 3) start positions (NaN: unplaced) ·
     static (P,) bool, the tracks to adjust. Observations: visible tracks whose reprojection through the start is
     < ``max_initial_error_px``; points left with fewer than two are dropped. ``loss`` ∈ trivial/huber/soft_l1/cauchy,
-    scale in pixels; when the initial RMS exceeds twice that scale a first solve runs at the initial RMS, then one at
+    scale in pixels; when the initial RMS exceeds three times that scale a first solve runs at the initial RMS, then one at
     ``loss_scale_px``. With ``refine_focal`` all frames share one SIMPLE_PINHOLE camera (f refined, principal point
     fixed at the mean); otherwise each frame keeps its own fixed K. When the camera centres spread less than
     ``SMALL_BASELINE`` × the typical depth the points are held fixed and only the cameras move.
@@ -195,7 +195,7 @@ def bundle_adjust(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, poi
     colmap, ids = _colmap_problem(observed, cameras, xyz0, obs, shared_camera=refine_focal)
     # A robust loss far narrower than the initial errors stalls (e.g. Cauchy 1 px vs a 10 % focal error):
     # solve first at the initial RMS, then at the requested scale.
-    scales = [initial_rms, loss_scale_px] if loss != "trivial" and initial_rms > 2 * loss_scale_px else [loss_scale_px]
+    scales = [initial_rms, loss_scale_px] if loss != "trivial" and initial_rms > 3 * loss_scale_px else [loss_scale_px]
     for scale in scales:
         summary = _solve(colmap, observing, refine_focal, loss, scale, max_iterations,
                          ids if report.fixed_structure else None)

@@ -27,6 +27,7 @@ from .bundle_adjust import BAReport, bundle_adjust
 from .motion import motion_levels, static_fit, track_residuals
 from .motion_model import MIN_SHARED, MotionModel, Segment, fit_rotation, select_motion_model
 from .track_sfm import cameras_from_tracks
+from .triangulation import reprojection_errors, triangulate
 
 __all__ = ["CameraSolution", "solve_cameras", "rotation_cameras", "CAMERA_INITS"]
 
@@ -87,8 +88,13 @@ def rotation_cameras(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.nda
 
 
 def _fitting_tracks(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, rotation_only: bool) -> int:
-    """Tracks whose static fit under ``cameras`` has a residual below ``SEED_PX``."""
-    _, errors = static_fit(tracks, visible, cameras, rotation_only)
+    """Tracks whose static fit under ``cameras`` (one linear triangulation, or a mean direction) has a residual below
+    ``SEED_PX``."""
+    if rotation_only:
+        _, errors = static_fit(tracks, visible, cameras, rotation_only=True)
+    else:
+        points = triangulate(tracks, visible, cameras.world_to_camera, cameras.intrinsics)
+        errors = reprojection_errors(points, tracks.astype(np.float64), cameras.world_to_camera, cameras.intrinsics)
     return int((track_residuals(errors, visible) < SEED_PX).sum())
 
 

@@ -63,11 +63,13 @@ def static_fit(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, rotati
 
 
 def track_residuals(errors: np.ndarray, visible: np.ndarray) -> np.ndarray:
-    """(N, P) errors → (P,) the ``RESIDUAL_QUANTILE`` over visible frames (inf for a track seen < 2 times)."""
-    capped = np.where(visible, np.minimum(errors, 1e6), np.nan)
-    out = np.full(errors.shape[1], np.inf)
-    seen = visible.sum(0) >= 2
-    out[seen] = np.nanquantile(capped[:, seen], RESIDUAL_QUANTILE, axis=0)
+    """(N, P) errors → (P,) the ``RESIDUAL_QUANTILE`` over visible frames (nearest rank; inf for a track seen in
+    fewer than two frames)."""
+    ordered = np.sort(np.where(visible, np.minimum(np.nan_to_num(errors, nan=1e6), 1e6), np.inf), axis=0)
+    count = visible.sum(0)
+    rank = np.clip(np.round(RESIDUAL_QUANTILE * (count - 1)).astype(int), 0, None)
+    out = ordered[rank, np.arange(errors.shape[1])]
+    out[count < 2] = np.inf
     return out
 
 

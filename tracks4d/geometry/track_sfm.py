@@ -20,12 +20,13 @@ __all__ = ["cameras_from_tracks", "consistent_static"]
 
 MIN_SHARED = 40        # tracks the initial pair must share
 MIN_PNP = 12           # 3D points a frame must see to be posed
+MAX_PNP_POINTS = 200   # at most this many of them enter its PnP
 RANSAC_PX = 3.0
 MIN_PARALLAX_DEG = 1.0  # a point seen under a smaller angle is too close to infinity to place
 MAX_DEPTH_RATIO = 20.0  # a point farther than this × the typical depth is a degenerate triangulation
 INITIAL_REFERENCES = (0.0, 0.35, 0.7)  # where in the clip initial pairs are tried
 TRIANGULATE_EVERY = 3  # posed frames between triangulations of the tracks not yet placed
-SECOND_MOTION = 0.8  # an essential matrix explaining fewer of the pair's tracks: try the rest's motion too
+SECOND_MOTION = 0.6  # an essential matrix explaining fewer of the pair's tracks: try the rest's motion too
 MAX_PAIR_GAP = 60  # frames between the two of an initial pair (keeps the search linear in the clip's length)
 
 
@@ -113,8 +114,11 @@ def _grow(tracks: np.ndarray, visible: np.ndarray, k: np.ndarray, r: int, j: int
         seen = visible[f] & np.isfinite(points[:, 0])
         if seen.sum() < MIN_PNP:
             continue
-        ok, rvec, tvec, pnp_inliers = cv2.solvePnPRansac(points[seen], tracks[f, seen], k[f], None,
-                                                         reprojectionError=RANSAC_PX, iterationsCount=200)
+        use = np.flatnonzero(seen)
+        if use.size > MAX_PNP_POINTS:                    # a spread-out subset poses a frame as well, faster
+            use = use[np.linspace(0, use.size - 1, MAX_PNP_POINTS).astype(int)]
+        ok, rvec, tvec, pnp_inliers = cv2.solvePnPRansac(points[use], tracks[f, use], k[f], None,
+                                                         reprojectionError=RANSAC_PX, iterationsCount=100)
         if not ok or pnp_inliers is None or len(pnp_inliers) < MIN_PNP:
             continue
         w2c[f, :3, :3], w2c[f, :3, 3] = cv2.Rodrigues(rvec)[0], tvec[:, 0]

@@ -95,8 +95,7 @@ def invert_rigid(pose):
 def transform_points(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Rigid poses (N, 4, 4) applied per frame to points (P, 3) (the same in every frame) or (N, P, 3) → (N, P, 3);
     with world-to-camera poses the result is camera-frame points, its [..., 2] their depth."""
-    pattern = "nij,pj->npi" if points.ndim == 2 else "nij,npj->npi"
-    return np.einsum(pattern, pose[:, :3, :3], points) + pose[:, None, :3, 3]
+    return np.matmul(points, np.swapaxes(pose[:, :3, :3], 1, 2)) + pose[:, None, :3, 3]  # BLAS, unlike einsum
 
 
 def umeyama_sim3(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:

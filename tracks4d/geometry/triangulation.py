@@ -28,11 +28,11 @@ def triangulate(tracks: np.ndarray, visible: np.ndarray, w2c: np.ndarray, intrin
     xy = bearings(tracks.astype(np.float64), intrinsics)
     xy = xy[..., :2] / xy[..., 2:]                                             # (N, P, 2) normalised
     proj = w2c[:, :3]                                                          # (N, 3, 4)
-    rows_x = xy[..., :1] * proj[:, None, 2] - proj[:, None, 0]                 # (N, P, 4)
-    rows_y = xy[..., 1:] * proj[:, None, 2] - proj[:, None, 1]
-    weight = (use if weights is None else use * weights)[..., None, None].astype(np.float64)
-    normal = (weight * (rows_x[..., :, None] * rows_x[..., None, :]
-                        + rows_y[..., :, None] * rows_y[..., None, :])).sum(0)  # (P, 4, 4)
+    rows = np.concatenate([xy[..., :1] * proj[:, None, 2] - proj[:, None, 0],   # (2N, P, 4)
+                           xy[..., 1:] * proj[:, None, 2] - proj[:, None, 1]])
+    weight = (use if weights is None else use * weights).astype(np.float64)
+    rows = np.transpose(rows * np.sqrt(np.concatenate([weight, weight]))[..., None], (1, 0, 2))  # (P, 2N, 4)
+    normal = np.swapaxes(rows, 1, 2) @ rows                                    # (P, 4, 4)
     _, vectors = np.linalg.eigh(normal)
     h = vectors[..., 0]                                                        # smallest eigenvalue
     with np.errstate(divide="ignore", invalid="ignore"):
