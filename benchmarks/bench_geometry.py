@@ -36,7 +36,7 @@ from scipy.stats import rankdata
 from tracks4d.evaluation.metrics import absolute_trajectory_error, depth_metrics, rotation_angle_deg
 from tracks4d.network.checkpoint import default_checkpoint
 from tracks4d.network.onnx_backend import load_backend
-from tracks4d.pipeline import ReconstructOptions, run_pipeline
+from tracks4d.pipeline import ReconstructOptions, resolve_backend, run_pipeline
 from training.synthetic import SceneConfig, generate_scene
 
 SCENES = (("orbit", 50), ("walk", 50), ("pan", 50), ("static", 50), ("tripod_walk", 50), ("orbit", 150),
@@ -117,7 +117,7 @@ def main() -> None:
     checkpoint = args.checkpoint or default_checkpoint("cpu")
     extra = {} if args.backend is None else {"backend": args.backend}
     opts = ReconstructOptions(checkpoint=checkpoint, bundle_adjust=not args.no_ba, progress=False, **extra)
-    network = load_backend(checkpoint, opts.backend, opts.device)
+    network = load_backend(checkpoint, resolve_backend(opts), opts.device)
     if args.scaling:
         scaling(opts, network)
         return

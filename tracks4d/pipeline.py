@@ -43,8 +43,9 @@ class ReconstructOptions:
     bundle_adjust: one bundle adjustment of the clip's cameras and static points · ba_gamma: static tracks have γ
     below this (None: automatic, :data:`~tracks4d.geometry.motion.STATIC_SIGMAS` × the clip's noise level) ·
     camera_init: "auto" (the network's cameras or the tracks', whichever more tracks fit as static points) or
-    "network" (:mod:`tracks4d.geometry.cameras`) · finetune_steps · window / overlap: long-video windows (the network
-    sees ≤ 50 frames) · backend: "auto" (ONNX Runtime on the CPU when it is installed and nothing is fine-tuned —
+    "network" (:mod:`tracks4d.geometry.cameras`) · finetune_steps · window / overlap / window_tracks: long-video windows (the
+    network sees ≤ 50 frames and, in a clip longer than that, ≤ ``window_tracks`` tracks per window: those the
+    window sees longest) · backend: "auto" (ONNX Runtime on the CPU when it is installed and nothing is fine-tuned —
     1.6–2× faster than eager torch at the same outputs —, else torch), "torch", or "onnx" (ONNX Runtime,
     :mod:`tracks4d.network.onnx_backend`; checkpoint may be
     a .onnx file; no fine-tuning)."""
@@ -70,6 +71,7 @@ class ReconstructOptions:
     finetune_steps: int = 0
     window: int = 50
     overlap: int = 10
+    window_tracks: int = 800
     progress: bool = True
 
 
@@ -186,8 +188,8 @@ def propose(model, tracks: TrackSet, opts: ReconstructOptions, timings: dict,
     if len(spans) == 1:
         proposal = run_window(tracks)
     else:
-        proposal = stitch(tracks, [(span, idx, run_window(sub))
-                                   for span, idx, sub in split_windows(tracks, opts.window, opts.overlap)])
+        proposal = stitch(tracks, [(span, idx, run_window(sub)) for span, idx, sub
+                                   in split_windows(tracks, opts.window, opts.overlap, opts.window_tracks)])
     timings["network_s"] = network_s
     if opts.finetune_steps > 0:
         timings["finetune_s"] = tune_s

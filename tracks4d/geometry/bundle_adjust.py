@@ -29,6 +29,7 @@ MAX_FOCAL_CHANGE = 2.0  # a refined focal more than this factor away from the st
 MAX_DEPTH_RATIO = 20.0  # a refined static point farther than this × the typical depth has run off
 DIVERGED_RMS_RATIO = 1.5  # a solve whose RMS error grows past this factor (or whose median grows) is rejected
 MAX_SCALE_CHANGE = 5.0  # the typical static depth changing by more than this factor: the gauge ran off
+ITERATIVE_SCHUR_FRAMES = 60  # more frames: Ceres' iterative Schur solver (the direct ones grow too slow)
 _LOSSES = ("trivial", "huber", "soft_l1", "cauchy")
 
 
@@ -130,6 +131,12 @@ def _solve(colmap, observed: np.ndarray, refine_focal: bool, loss: str, loss_sca
     options.ceres.loss_function_scale = loss_scale_px
     options.ceres.solver_options.max_num_iterations = max_iterations
     options.ceres.solver_options.function_tolerance = 1e-6  # Ceres' default; COLMAP's 0 doubles the iterations
+    if observed.sum() > ITERATIVE_SCHUR_FRAMES:  # measured 150 frames × 1462 points: 3.9 s against 9–13 s direct
+        from pycolmap._core.pyceres import LinearSolverType, PreconditionerType
+
+        options.ceres.auto_select_solver_type = False
+        options.ceres.solver_options.linear_solver_type = LinearSolverType.ITERATIVE_SCHUR
+        options.ceres.solver_options.preconditioner_type = PreconditionerType.SCHUR_JACOBI
     config = pycolmap.BundleAdjustmentConfig()
     for t in np.flatnonzero(observed):
         config.add_image(int(t) + 1)

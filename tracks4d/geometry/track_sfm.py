@@ -20,7 +20,7 @@ __all__ = ["cameras_from_tracks", "consistent_static"]
 
 MIN_SHARED = 40        # tracks the initial pair must share
 MIN_PNP = 12           # 3D points a frame must see to be posed
-MAX_PNP_POINTS = 200   # at most this many of them enter its PnP
+MAX_PNP_POINTS = 120   # at most this many of them enter its PnP
 RANSAC_PX = 3.0
 MIN_PARALLAX_DEG = 1.0  # a point seen under a smaller angle is too close to infinity to place
 MAX_DEPTH_RATIO = 20.0  # a point farther than this × the typical depth is a degenerate triangulation
@@ -118,9 +118,13 @@ def _grow(tracks: np.ndarray, visible: np.ndarray, k: np.ndarray, r: int, j: int
         if use.size > MAX_PNP_POINTS:                    # a spread-out subset poses a frame as well, faster
             use = use[np.linspace(0, use.size - 1, MAX_PNP_POINTS).astype(int)]
         ok, rvec, tvec, pnp_inliers = cv2.solvePnPRansac(points[use], tracks[f, use], k[f], None,
-                                                         reprojectionError=RANSAC_PX, iterationsCount=100)
+                                                         reprojectionError=RANSAC_PX, iterationsCount=100,
+                                                         flags=cv2.SOLVEPNP_AP3P)  # 3× the iterative;
+        # its final pose comes from EPnP on the inliers: refine it (LM) as the iterative solver would
         if not ok or pnp_inliers is None or len(pnp_inliers) < MIN_PNP:
             continue
+        inlying = use[pnp_inliers[:, 0]]
+        rvec, tvec = cv2.solvePnPRefineLM(points[inlying], tracks[f, inlying], k[f], None, rvec, tvec)
         w2c[f, :3, :3], w2c[f, :3, 3] = cv2.Rodrigues(rvec)[0], tvec[:, 0]
         posed[f] = True
         since += 1

@@ -151,13 +151,17 @@ def stitch(tracks: TrackSet, windows: list[tuple[tuple[int, int], np.ndarray, Re
                           tracks.tracks, tracks.visible, meta)
 
 
-def split_windows(tracks: TrackSet, size: int = 50, overlap: int = 10
+def split_windows(tracks: TrackSet, size: int = 50, overlap: int = 10, max_tracks: int | None = None
                   ) -> list[tuple[tuple[int, int], np.ndarray, TrackSet]]:
     """((start, end), track indices, sub-track-set) per window; a window keeps the tracks visible in more than
-    :func:`min_visible_frames` of its frames."""
+    :func:`min_visible_frames` of its frames — at most ``max_tracks`` of them, those it sees longest (attention over
+    tracks costs ~P²; a track a window leaves out takes its points there from the others, :func:`stitch`)."""
     out = []
     for start, end in window_spans(tracks.n_frames, size, overlap):
-        idx = np.flatnonzero(tracks.visible[start:end].sum(0) > min_visible_frames(end - start))
+        seen = tracks.visible[start:end].sum(0)
+        idx = np.flatnonzero(seen > min_visible_frames(end - start))
+        if max_tracks is not None and idx.size > max_tracks:
+            idx = np.sort(idx[np.argsort(-seen[idx], kind="stable")[:max_tracks]])
         if idx.size == 0:
             raise ValueError(f"frames {start}-{end - 1}: no track is visible in more than "
                              f"{min_visible_frames(end - start)} frames")
