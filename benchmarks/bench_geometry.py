@@ -74,6 +74,12 @@ def score(rec, scene) -> dict:
             "seconds": timings.get("total_s", float("nan")) - timings.get("load_model_s", 0.0)}
 
 
+def _cameras(meta: dict) -> str:
+    """The camera stage's decision in a few words (empty for a pipeline without stages)."""
+    cameras = meta.get("stages", {}).get("cameras")
+    return "" if cameras is None else f"{cameras['model']}, {cameras['source'].split(':')[0]}"
+
+
 def run_set(name: str, opts: ReconstructOptions, network, lengths: list[int] | None) -> list[dict]:
     rows = []
     for i, (kind, frames) in enumerate(SCENES):
@@ -83,7 +89,7 @@ def run_set(name: str, opts: ReconstructOptions, network, lengths: list[int] | N
         rec = run_pipeline(scene.tracks, opts, network=network).reconstruction
         row = {"set": name, "scene": f"{kind} {frames}f", **score(rec, scene),
                "movers": float(scene.dynamic.mean()), "tracks": scene.tracks.n_points,
-               "verdict": rec.meta.get("cameras", {}).get("model", "")}
+               "verdict": _cameras(rec.meta)}
         rows.append(row)
         print(f"{row['set']:>8s} {row['scene']:>16s} {row['tracks']:6d} {row['movers']:6.2f} | {row['auc']:6.3f} "
               f"{row['ate']:7.3f} {row['rot']:6.3f} {row['abs_rel']:8.3f} {row['seconds']:6.1f}  {row['verdict']}",

@@ -308,9 +308,8 @@ def main() -> None:
     ap.add_argument("--max-tracks", type=int, default=300,
                     help="random subset of the tracker's tracks given to the network (0: all). Fine-tuning costs "
                          "grow with the track count: ~10-17 s per step for ~740 tracks × 50 frames on 2 CPU cores")
-    ap.add_argument("--ba-gamma", default="0.008",
-                    help="γ threshold of the static points for BA (the pipeline's default 0.008; 'auto': the "
-                         "40th percentile of the clip's γ)")
+    ap.add_argument("--ba-gamma", default="auto",
+                    help="γ threshold of the static tracks ('auto': the pipeline's, 4 × the clip's noise / focal)")
     ap.add_argument("--markdown", type=Path)
     ap.add_argument("--keep", type=Path,
                     help="keep the rendered frames / mp4 / COLMAP and GLOMAP work here (default: temp)")
