@@ -95,7 +95,7 @@ def run_ours(checkpoint, tracks: TrackSet, k: np.ndarray | None, **options):
 def stage_time(rec, tracking_s: float) -> tuple[float, str]:
     t = rec.meta.get("timings", {})
     parts = {"track": tracking_s, "ft": t.get("finetune_s", 0.0), "net": t.get("network_s", 0.0),
-             "ba": t.get("bundle_adjustment_s", 0.0)}
+             "cams": t.get("cameras_s", 0.0), "geo": t.get("motion_s", 0.0) + t.get("points_s", 0.0)}
     return sum(parts.values()), " ".join(f"{k} {v:.2f}" for k, v in parts.items() if k == "track" or v > 0)
 
 

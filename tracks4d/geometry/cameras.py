@@ -10,8 +10,9 @@
    direction) within ``SEED_PX`` (:func:`~.motion.track_residuals`). The best general seed wins (ties: the
    network; an initial pair whose essential matrix locked onto a moving object explains fewer tracks); the rotation wins over it when it explains ≥ ``ROTATION_PREFERENCE`` × as many tracks with fewer degrees
    of freedom — a pan whose little parallax let the essential matrix lock onto a moving object.
-4. With ``adjust``: the residual test is taken after adjusting the ``SHORTLIST`` best seeds (measured: a seed
-   fitting 85 tracks adjusted to 414 and 0.3 % ATE, one fitting 250 to 319 and 8 %); each is one bundle adjustment
+4. With ``adjust``: unless the best seed already fits ``CLEAR_SEED_SHARE`` of the tracks, the residual test is
+   taken after adjusting the ``SHORTLIST`` best seeds (measured: a seed fitting 85 tracks adjusted to 414 and 0.3 %
+   ATE, one fitting 250 to 319 and 8 %); each is one bundle adjustment
    (:func:`~.bundle_adjust.bundle_adjust`) over every frame and the static tracks — the static set of the motion stage's score (:func:`~.motion.motion_levels`) under the seed, the longest
    ones until every frame sees ``BA_TRACKS_PER_FRAME`` — with one focal for the clip when the intrinsics are
    unknown. Frames the seed left without static points near their tracks are first resected against them.
@@ -39,7 +40,8 @@ BA_TRACKS_PER_FRAME = 100   # a seed's adjustment keeps static tracks until ever
 FINAL_TRACKS_PER_FRAME = 400  # the chosen seed's, once more from its adjusted cameras (150 frames: ATE 0.14 → 0.05 %)
 MAX_INITIAL_ERROR_PX = 10.0  # the adjustment's gate on observations at the start
 SHORTLIST = 3               # with adjustment: the seeds fitting most tracks (and ≥ SHORTLIST_SHARE × the best) are
-SHORTLIST_SHARE = 0.25      # each adjusted, and the residual test is taken on the adjusted cameras
+SHORTLIST_SHARE = 0.25      # each adjusted, and the residual test is taken on the adjusted cameras …
+CLEAR_SEED_SHARE = 0.6      # … unless the best seed already fits this share of all tracks: then it alone is
 
 CAMERA_INITS = ("auto", "network")
 """auto: the network's cameras or the tracks', by the residual test; network: the network's only."""
@@ -164,8 +166,9 @@ def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, net
     reports: dict[str, BAReport] = {}
     if adjust:  # a weak seed can adjust into the right cameras (and a strong-looking one into a wrong minimum)
         best = max(counts.values())
-        shortlist = sorted((name for name in seeds if counts[name] >= SHORTLIST_SHARE * best and counts[name] > 0),
-                           key=lambda name: -counts[name])[:SHORTLIST]
+        ranked = sorted((name for name in seeds if counts[name] >= SHORTLIST_SHARE * best and counts[name] > 0),
+                        key=lambda name: -counts[name])
+        shortlist = ranked[:SHORTLIST] if best < CLEAR_SEED_SHARE * tracks.shape[1] else ranked[:1]
         for name in shortlist:
             seeds[name], reports[name] = _adjust(tracks, visible, seeds[name], network_gamma, static_gamma,
                                                  refine_focal)
