@@ -10,12 +10,14 @@
    direction) within ``SEED_PX`` (:func:`~.motion.track_residuals`). The best general seed wins (ties: the
    network; an initial pair whose essential matrix locked onto a moving object explains fewer tracks); the rotation wins over it when it explains ≥ ``ROTATION_PREFERENCE`` × as many tracks with fewer degrees
    of freedom — a pan whose little parallax let the essential matrix lock onto a moving object.
-4. With ``adjust``: unless the best seed already fits ``CLEAR_SEED_SHARE`` of the tracks, the residual test is
-   taken after adjusting the ``SHORTLIST`` best seeds (measured: a seed fitting 85 tracks adjusted to 414 and 0.3 %
-   ATE, one fitting 250 to 319 and 8 %); each is one bundle adjustment
-   (:func:`~.bundle_adjust.bundle_adjust`) over every frame and the static tracks — the static set of the motion stage's score (:func:`~.motion.motion_levels`) under the seed, the longest
-   ones until every frame sees ``BA_TRACKS_PER_FRAME`` — with one focal for the clip when the intrinsics are
-   unknown. Frames the seed left without static points near their tracks are first resected against them.
+4. With ``adjust``: the residual test is taken after adjusting the ``SHORTLIST`` best seeds (measured: a seed
+   fitting 85 tracks adjusted to 414 and 0.3 % ATE, one fitting 250 to 319 and 8 %; letting a seed that fits 60 %
+   of the tracks skip the test cost a tripod-then-walk clip 0.04 → 0.37 % ATE). Each is one bundle adjustment
+   (:func:`~.bundle_adjust.bundle_adjust`) over every frame and the static tracks of the motion stage's score
+   (:func:`~.motion.motion_levels`) under the seed — the longest, until every frame sees ``BA_TRACKS_PER_FRAME``
+   within the gate — with one focal for the clip when the intrinsics are unknown; frames the seed left without
+   static points near their tracks are resected against them first. The chosen cameras are finished by one more
+   adjustment on ``FINAL_TRACKS_PER_FRAME``.
 """
 
 from __future__ import annotations
@@ -40,8 +42,7 @@ BA_TRACKS_PER_FRAME = 100   # a seed's adjustment keeps static tracks until ever
 FINAL_TRACKS_PER_FRAME = 400  # the chosen seed's, once more from its adjusted cameras (150 frames: ATE 0.14 → 0.05 %)
 MAX_INITIAL_ERROR_PX = 10.0  # the adjustment's gate on observations at the start
 SHORTLIST = 3               # with adjustment: the seeds fitting most tracks (and ≥ SHORTLIST_SHARE × the best) are
-SHORTLIST_SHARE = 0.25      # each adjusted, and the residual test is taken on the adjusted cameras …
-CLEAR_SEED_SHARE = 0.6      # … unless the best seed already fits this share of all tracks: then it alone is
+SHORTLIST_SHARE = 0.25      # each adjusted, and the residual test is taken on the adjusted cameras
 
 CAMERA_INITS = ("auto", "network")
 """auto: the network's cameras or the tracks', by the residual test; network: the network's only."""
@@ -168,10 +169,11 @@ def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, net
         best = max(counts.values())
         ranked = sorted((name for name in seeds if counts[name] >= SHORTLIST_SHARE * best and counts[name] > 0),
                         key=lambda name: -counts[name])
-        shortlist = ranked[:SHORTLIST] if best < CLEAR_SEED_SHARE * tracks.shape[1] else ranked[:1]
+        shortlist = ranked[:SHORTLIST]
+        per_frame = BA_TRACKS_PER_FRAME if len(shortlist) > 1 else FINAL_TRACKS_PER_FRAME
         for name in shortlist:
             seeds[name], reports[name] = _adjust(tracks, visible, seeds[name], network_gamma, static_gamma,
-                                                 refine_focal)
+                                                 refine_focal, per_frame)
             counts[name] = _fitting_tracks(tracks, visible, seeds[name], False)
     source = max(counts, key=lambda name: (counts[name], name in reports, name == "network"))
     counts["rotation"] = _fitting_tracks(tracks, visible, rotation, True)
@@ -179,7 +181,7 @@ def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, net
         model = MotionModel("rotation", [Segment(0, len(tracks), "rotation")], model.pairs)
         return CameraSolution(rotation, model, "rotation", counts)
     report = reports.get(source)
-    if report is not None and not report.skipped:  # the chosen cameras, finished on more static tracks
+    if len(reports) > 1 and not report.skipped:  # the chosen cameras, finished on more static tracks
         cameras, final = _adjust(tracks, visible, seeds[source], network_gamma, static_gamma, refine_focal,
                                  FINAL_TRACKS_PER_FRAME)
         if not final.skipped:
