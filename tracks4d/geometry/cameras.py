@@ -17,7 +17,8 @@
    (:func:`~.motion.motion_levels`) under the seed — the longest, until every frame sees ``BA_TRACKS_PER_FRAME``
    within the gate — with one focal for the clip when the intrinsics are unknown; frames the seed left without
    static points near their tracks are resected against them first. The chosen cameras are finished by one more
-   adjustment on ``FINAL_TRACKS_PER_FRAME``.
+   adjustment on ``FINAL_TRACKS_PER_FRAME`` (from a poor seed, the first adjustment brings more tracks within the
+   gate: a 150-frame orbit went 0.61 → 0.09 % ATE against adjusting once on as many).
 """
 
 from __future__ import annotations
@@ -170,10 +171,9 @@ def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, net
         ranked = sorted((name for name in seeds if counts[name] >= SHORTLIST_SHARE * best and counts[name] > 0),
                         key=lambda name: -counts[name])
         shortlist = ranked[:SHORTLIST]
-        per_frame = BA_TRACKS_PER_FRAME if len(shortlist) > 1 else FINAL_TRACKS_PER_FRAME
         for name in shortlist:
             seeds[name], reports[name] = _adjust(tracks, visible, seeds[name], network_gamma, static_gamma,
-                                                 refine_focal, per_frame)
+                                                 refine_focal)
             counts[name] = _fitting_tracks(tracks, visible, seeds[name], False)
     source = max(counts, key=lambda name: (counts[name], name in reports, name == "network"))
     counts["rotation"] = _fitting_tracks(tracks, visible, rotation, True)
@@ -181,7 +181,7 @@ def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, net
         model = MotionModel("rotation", [Segment(0, len(tracks), "rotation")], model.pairs)
         return CameraSolution(rotation, model, "rotation", counts)
     report = reports.get(source)
-    if len(reports) > 1 and not report.skipped:  # the chosen cameras, finished on more static tracks
+    if report is not None and not report.skipped:  # the chosen cameras, finished on more static tracks
         cameras, final = _adjust(tracks, visible, seeds[source], network_gamma, static_gamma, refine_focal,
                                  FINAL_TRACKS_PER_FRAME)
         if not final.skipped:
