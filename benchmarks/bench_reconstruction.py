@@ -102,7 +102,7 @@ def stage_time(rec, tracking_s: float) -> tuple[float, str]:
 def ba_note(rec) -> str:
     notes = [f"FT loss {r['initial_loss']:.4g}→{r['best_loss']:.4g} (best step {r['best_step']})"
              for r in rec.meta.get("finetune", [])]
-    ba = rec.meta.get("bundle_adjustment")
+    ba = rec.meta.get("stages", {}).get("cameras", {}).get("bundle_adjustment")
     if ba:
         notes.append(f"BA {ba['skipped']}" if ba.get("skipped") else
                      f"BA rms {ba['initial_rms_px']:.2f}→{ba['final_rms_px']:.2f} px, {ba['n_points']} pts, "
