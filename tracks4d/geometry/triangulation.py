@@ -7,7 +7,7 @@ import numpy as np
 
 from .transforms import invert_rigid, transform_points
 
-__all__ = ["bearings", "triangulate", "triangulate_robust", "reprojection_errors", "mean_directions", "direction_errors", "parallax_deg"]
+__all__ = ["bearings", "triangulate", "triangulate_robust", "reprojection_errors", "mean_directions", "direction_errors"]
 
 
 def bearings(tracks: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
@@ -82,19 +82,3 @@ def direction_errors(directions: np.ndarray, tracks: np.ndarray, w2c: np.ndarray
     with np.errstate(invalid="ignore", divide="ignore"):
         err = np.linalg.norm(pix[..., :2] / pix[..., 2:] - tracks, axis=-1)
     return np.where((cam[..., 2] > 1e-6) & np.isfinite(err), err, np.inf)
-
-
-def parallax_deg(points: np.ndarray, visible: np.ndarray, w2c: np.ndarray) -> np.ndarray:
-    """(P,) parallax in degrees: the largest angle between the ray to each point from the first frame that sees it
-    and the rays from the other frames that see it; 0 where a point is NaN or seen once.
-
-    points (P, 3) · visible (N, P) bool · w2c (N, 4, 4)."""
-    centres = invert_rigid(w2c)[:, :3, 3]
-    p = np.nan_to_num(points)
-    first = visible.argmax(0)
-    rays = p[None] - centres[:, None]                                          # (N, P, 3)
-    rays /= np.maximum(np.linalg.norm(rays, axis=-1, keepdims=True), 1e-12)
-    cols = np.arange(points.shape[0])
-    cosine = np.where(visible, (rays * rays[first, cols][None]).sum(-1), 1.0).min(0)
-    angle = np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
-    return np.where(np.isfinite(points[:, 0]) & (visible.sum(0) >= 2), angle, 0.0)
