@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .transforms import invert_rigid, transform_points
+from .transforms import transform_points
 
 __all__ = ["bearings", "triangulate", "triangulate_robust", "reprojection_errors", "mean_directions", "direction_errors"]
 
