@@ -206,9 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("-o", "--output", required=True, help="output folder")
     rc.add_argument("--checkpoint", help="model checkpoint (.pt; default: the shipped one for --device)")
     rc.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
-    rc.add_argument("--backend", choices=("auto",) + BACKENDS, default="auto",
+    rc.add_argument("--backend", choices=("auto",) + BACKENDS, default="torch",
                     help="run the network in torch or ONNX Runtime (--checkpoint may then be a .onnx file); auto: "
-                         "ONNX Runtime on the CPU unless fine-tuning")
+                         "ONNX Runtime on the CPU unless fine-tuning (pays off in a warm process, not a one-shot run)")
     for name in ("fx", "fy", "cx", "cy"):
         rc.add_argument(f"--{name}", type=float, help=f"intrinsics {name} in input pixels")
     rc.add_argument("--fov-deg", type=float, help="horizontal field of view (instead of --fx)")

@@ -52,7 +52,7 @@ class ReconstructOptions:
 
     checkpoint: str | Path | None = None
     device: str = "cpu"
-    backend: str = "auto"
+    backend: str = "torch"
     fx: float | None = None
     fy: float | None = None
     cx: float | None = None

@@ -44,6 +44,7 @@ FINAL_TRACKS_PER_FRAME = 400  # the chosen seed's, once more from its adjusted c
 MAX_INITIAL_ERROR_PX = 10.0  # the adjustment's gate on observations at the start
 SHORTLIST = 3               # with adjustment: the seeds fitting most tracks (and ≥ SHORTLIST_SHARE × the best) are
 SHORTLIST_SHARE = 0.25      # each adjusted, and the residual test is taken on the adjusted cameras
+SEED_ITERATIONS = 20        # Ceres iterations of a seed's adjustment (it ranks seeds; the chosen one is finished)
 
 CAMERA_INITS = ("auto", "network")
 """auto: the network's cameras or the tracks', by the residual test; network: the network's only."""
@@ -173,7 +174,7 @@ def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, net
         shortlist = ranked[:SHORTLIST]
         for name in shortlist:
             seeds[name], reports[name] = _adjust(tracks, visible, seeds[name], network_gamma, static_gamma,
-                                                 refine_focal)
+                                                 refine_focal, max_iterations=SEED_ITERATIONS)
             counts[name] = _fitting_tracks(tracks, visible, seeds[name], False)
     source = max(counts, key=lambda name: (counts[name], name in reports, name == "network"))
     counts["rotation"] = _fitting_tracks(tracks, visible, rotation, True)
@@ -191,7 +192,7 @@ def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, net
 
 def _adjust(tracks: np.ndarray, visible: np.ndarray, seed: Cameras, network_gamma: np.ndarray | None,
             static_gamma: float | None, refine_focal: bool,
-            per_frame: int = BA_TRACKS_PER_FRAME) -> tuple[Cameras, BAReport]:
+            per_frame: int = BA_TRACKS_PER_FRAME, max_iterations: int = 100) -> tuple[Cameras, BAReport]:
     """One bundle adjustment from ``seed``: the motion stage's static set under it, lost frames resected, the
     longest static tracks until every frame sees ``per_frame`` within the gate."""
     points, errors = static_fit(tracks, visible, seed, rotation_only=False)
@@ -202,5 +203,5 @@ def _adjust(tracks: np.ndarray, visible: np.ndarray, seed: Cameras, network_gamm
                                start.intrinsics) < MAX_INITIAL_ERROR_PX
     static = _spread_subset(static & np.isfinite(points).all(1), visible & near, per_frame)
     cameras, _, report = bundle_adjust(tracks, visible, start, points, static, refine_focal=refine_focal,
-                                       max_initial_error_px=MAX_INITIAL_ERROR_PX)
+                                       max_initial_error_px=MAX_INITIAL_ERROR_PX, max_iterations=max_iterations)
     return cameras, report
