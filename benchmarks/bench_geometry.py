@@ -31,9 +31,8 @@ import time
 from dataclasses import replace
 
 import numpy as np
-from scipy.stats import rankdata
 
-from tracks4d.evaluation.metrics import absolute_trajectory_error, depth_metrics, rotation_angle_deg
+from tracks4d.evaluation.metrics import absolute_trajectory_error, depth_metrics, motion_auc, rotation_angle_deg
 from tracks4d.network.checkpoint import default_checkpoint
 from tracks4d.network.onnx_backend import load_backend
 from tracks4d.pipeline import ReconstructOptions, resolve_backend, run_pipeline
@@ -42,15 +41,6 @@ from training.synthetic import SceneConfig, generate_scene
 SCENES = (("orbit", 50), ("walk", 50), ("pan", 50), ("static", 50), ("tripod_walk", 50), ("orbit", 150),
           ("walk", 150))
 SEEDS = {"held-out": 4_000_000, "tune": 4_100_000}
-
-
-def motion_auc(gamma: np.ndarray, dynamic: np.ndarray) -> float:
-    """Mann–Whitney AUC of ``gamma`` (P,) ranking ``dynamic`` (P,) bool tracks above the others (NaN without both)."""
-    n1, n0 = int(dynamic.sum()), int((~dynamic).sum())
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    ranks = rankdata(gamma)
-    return float((ranks[dynamic].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def rotation_errors_deg(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:

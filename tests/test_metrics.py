@@ -254,3 +254,19 @@ def test_real_kitti_00_orb_against_ground_truth():
     to_rot = lambda c2w: Rotation.from_matrix(c2w[:, :3, :3])  # noqa: E731
     _assert_agree(ours, _independent_metrics(pred[:, :3, 3], to_rot(pred), gt[:, :3, 3], to_rot(gt)))
     assert ours["ate"] < 50.0
+
+
+def test_motion_auc_matches_the_mann_whitney_statistic():
+    from scipy.stats import mannwhitneyu
+
+    from tracks4d.evaluation.metrics import motion_auc
+
+    rng = np.random.default_rng(0)
+    gamma = np.round(rng.gamma(2.0, size=300), 1)                    # rounded: ties included
+    dynamic = rng.random(300) < 0.3
+    gamma[dynamic] += 0.4
+    expected = mannwhitneyu(gamma[dynamic], gamma[~dynamic]).statistic / (dynamic.sum() * (~dynamic).sum())
+    assert motion_auc(gamma, dynamic) == pytest.approx(expected)
+    assert motion_auc(np.arange(4.0), np.array([False, False, True, True])) == 1.0
+    assert motion_auc(np.arange(4.0), np.array([True, True, False, False])) == 0.0
+    assert np.isnan(motion_auc(np.ones(3), np.zeros(3, bool)))

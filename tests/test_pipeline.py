@@ -65,23 +65,15 @@ def test_long_clip_gets_one_bundle_adjustment_over_every_frame(checkpoint):
     assert absolute_trajectory_error(rec.camera_to_world, scene.camera_to_world) < 0.005 * path
 
 
-def _auc(score: np.ndarray, positive: np.ndarray) -> float:
-    from scipy.stats import rankdata
-
-    ranks = rankdata(score)
-    n1, n0 = positive.sum(), (~positive).sum()
-    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
 def test_motion_levels_rank_movers_above_static_tracks_and_static_depth_is_triangulated(checkpoint):
     """An untrained network's γ is noise; the geometry stage's γ separates movers (AUC ≥ 0.95), static tracks are
     placed by triangulation (depth AbsRel ≤ 0.05) and γ keeps its contract (> 0, small = static)."""
-    from tracks4d.evaluation.metrics import depth_metrics
+    from tracks4d.evaluation.metrics import depth_metrics, motion_auc
     from tracks4d.geometry.motion import STATIC_SIGMAS
 
     scene = generate_scene(4_100_000, SceneConfig(camera="orbit"))
     rec = tracks4d.reconstruct(scene.tracks, checkpoint, progress=False, bundle_adjust=True)
-    assert _auc(rec.motion_level, scene.dynamic) >= 0.95 and (rec.motion_level > 0).all()
+    assert motion_auc(rec.motion_level, scene.dynamic) >= 0.95 and (rec.motion_level > 0).all()
     motion = rec.meta["stages"]["motion"]
     focal = rec.intrinsics[0, 0, 0]
     static = np.array(rec.meta["static_mask"])

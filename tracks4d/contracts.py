@@ -14,6 +14,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .geometry.transforms import invert_rigid
+
 __all__ = ["ContractError", "GroundTruth", "TrackSet", "Cameras", "Reconstruction", "load_any", "min_visible_frames"]
 
 
@@ -256,11 +258,7 @@ class Cameras:
     @property
     def camera_to_world(self) -> np.ndarray:
         """(N, 4, 4) float64."""
-        rot = np.swapaxes(self.world_to_camera[:, :3, :3], 1, 2)
-        out = np.tile(np.eye(4), (len(rot), 1, 1))
-        out[:, :3, :3] = rot
-        out[:, :3, 3] = -np.einsum("nij,nj->ni", rot, self.world_to_camera[:, :3, 3])
-        return out
+        return invert_rigid(self.world_to_camera)
 
     @property
     def centres(self) -> np.ndarray:

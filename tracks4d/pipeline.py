@@ -30,7 +30,7 @@ from .network.checkpoint import default_checkpoint
 from .network.finetune import finetune
 from .network.inference import guess_intrinsics, run_network
 from .network.onnx_backend import load_backend
-from .network.stitch import split_windows, stitch, window_spans
+from .network.stitch import reconstruct_long, window_spans
 from .tracking.lk import TrackerConfig, track_clip
 
 __all__ = ["ReconstructOptions", "ReconstructResult", "run_pipeline", "reconstruct", "intrinsics_from_options"]
@@ -185,11 +185,8 @@ def propose(model, tracks: TrackSet, opts: ReconstructOptions, timings: dict,
         progress(0.3 + 0.5 * done / len(spans), f"window {done}/{len(spans)}")
         return rec
 
-    if len(spans) == 1:
-        proposal = run_window(tracks)
-    else:
-        proposal = stitch(tracks, [(span, idx, run_window(sub)) for span, idx, sub
-                                   in split_windows(tracks, opts.window, opts.overlap, opts.window_tracks)])
+    proposal = run_window(tracks) if len(spans) == 1 else reconstruct_long(tracks, run_window, opts.window,
+                                                                          opts.overlap, opts.window_tracks)
     timings["network_s"] = network_s
     if opts.finetune_steps > 0:
         timings["finetune_s"] = tune_s

@@ -93,8 +93,7 @@ def place_points(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, moti
         observed = motion.static & placeable
         fits = visible & (np.nan_to_num(errors, nan=np.inf) < STATIC_SIGMAS * motion.noise_px)
         at_rest = fits & (placeable & (fits.sum(0) >= PARTLY_AT_REST * visible.sum(0)))[None]
-    network_depth = transform_points(network.world_to_camera, network.points.astype(np.float64))[..., 2]
-    scale = network_scale(fitted, observed, cameras, network_depth, visible)
+    scale = network_scale(fitted, observed, cameras, network.depth.astype(np.float64), visible)
     points = moving_points(tracks, visible, cameras, network, scale, np.nan_to_num(fitted), at_rest)
     static_points = np.nanmedian(np.where(visible[..., None], points, np.nan), axis=0)
     static_points = np.where(np.isfinite(static_points), static_points, points[0])

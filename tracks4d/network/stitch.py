@@ -170,6 +170,8 @@ def split_windows(tracks: TrackSet, size: int = 50, overlap: int = 10, max_track
 
 
 def reconstruct_long(tracks: TrackSet, run_window: Callable[[TrackSet], Reconstruction], size: int = 50,
-                     overlap: int = 10) -> Reconstruction:
-    """Reconstruct each window (:func:`split_windows`) with ``run_window`` and :func:`stitch` them."""
-    return stitch(tracks, [(span, idx, run_window(sub)) for span, idx, sub in split_windows(tracks, size, overlap)])
+                     overlap: int = 10, max_tracks: int | None = None) -> Reconstruction:
+    """Reconstruct each window (:func:`split_windows`, ≤ ``max_tracks`` tracks each) with ``run_window`` and
+    :func:`stitch` them."""
+    return stitch(tracks, [(span, idx, run_window(sub))
+                           for span, idx, sub in split_windows(tracks, size, overlap, max_tracks)])
