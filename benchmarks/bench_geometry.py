@@ -108,10 +108,12 @@ def main() -> None:
     ap.add_argument("--scaling", action="store_true", help="only the frames → seconds table")
     ap.add_argument("--frames", type=int, nargs="*", help="only the scenes of these lengths (default: all)")
     ap.add_argument("--backend", default=None, help="torch or onnx (default: the pipeline's)")
+    ap.add_argument("--precision", default=None, help="auto, fp32 or bf16 (default: the pipeline's)")
     ap.add_argument("--markdown", help="also write the per-scene table here")
     args = ap.parse_args()
     checkpoint = args.checkpoint or default_checkpoint("cpu")
-    extra = {} if args.backend is None else {"backend": args.backend}
+    extra = {key: value for key, value in (("backend", args.backend), ("precision", args.precision))
+             if value is not None}
     opts = ReconstructOptions(checkpoint=checkpoint, bundle_adjust=not args.no_ba, progress=False, **extra)
     network = load_backend(checkpoint, resolve_backend(opts), opts.device)
     if args.scaling:

@@ -219,8 +219,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def reconstruct(request: Request, settings: SettingsDep, store: StoreDep, runner: RunnerDep):
         """Reconstruct a video or a track set. Small track requests (mode auto) or mode sync answer 200 with the
         summary; others 202 with a job id. 429 when the queue is full."""
-        if not runner.ready.is_set():
-            raise HTTPException(503, "the model is not loaded yet; retry shortly", headers={"Retry-After": "5"})
+        if runner.broken:  # while the model loads, requests queue; only a model that cannot load refuses them
+            raise HTTPException(503, f"the model failed to load: {runner.broken}")
         content_type = request.headers.get("content-type", "")
         if not content_type.startswith(("multipart/form-data", "application/json")):
             raise InputProblem(415, "send multipart/form-data with a field 'file', or an application/json track "
@@ -263,7 +263,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 store.delete(job_id)
                 return Response(status_code=499)
         if job.state == "failed":
-            status = {"input": 422, "timeout": 503, "interrupted": 503}.get(job.error_kind or "", 500)
+            status = {"input": 422, "timeout": 503, "interrupted": 503, "unavailable": 503}.get(job.error_kind or "",
+                                                                                                   500)
             return JSONResponse({"detail": job.error, "id": job_id}, status_code=status)
         return _summary_or_404(store, job)
 
@@ -308,9 +309,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/readyz", responses={503: {"model": Problem}})
     async def readyz(runner: RunnerDep):
-        """200 once the model is loaded in the worker."""
+        """200 while the worker has the model loaded; 503 while it loads (requests are queued meanwhile) or when it
+        failed to load (requests are refused, with the reason)."""
         if not runner.ready.is_set():
-            detail = f"model failed to load: {runner.broken}" if runner.broken else "model not loaded yet"
+            detail = f"the model failed to load: {runner.broken}" if runner.broken else "the model is loading"
             return JSONResponse({"detail": detail}, status_code=503)
         return {"status": "ready", **runner.model_info}
 

@@ -29,12 +29,16 @@ class ReconstructParams(BaseModel):
     max_frames: int | None = Field(None, ge=2, description="decode at most this many frames (videos)")
     stride: int = Field(1, ge=1, le=100, description="keep every stride-th frame (videos)")
     backend: Literal["torch", "onnx"] | None = Field(None, description="network backend; None: the server's")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="the torch network's precision; auto: bf16 where the device has native bf16, else fp32")
     mode: Literal["auto", "sync", "async"] = "auto"
 
     @model_validator(mode="after")
     def _intrinsics_complete(self) -> "ReconstructParams":
         if self.fx is None and self.fov_deg is None and any(v is not None for v in (self.fy, self.cx, self.cy)):
             raise ValueError("give fx (with optional fy, cx, cy) or fov_deg")
+        if self.backend == "onnx" and self.precision == "bf16":
+            raise ValueError("precision bf16 needs the torch backend; ONNX Runtime runs the graph in fp32")
         return self
 
     def pipeline_options(self) -> dict:

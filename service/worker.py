@@ -141,11 +141,9 @@ class Runner:
     def _loop(self) -> None:
         last_cleanup = 0.0
         while not self._stop.is_set():
-            if self._process is None or not self._process.is_alive():
-                if not self._start_worker():
-                    if not self._stop.is_set():  # no model: nothing queued can run
-                        self.store.fail_unfinished(f"the worker could not load the model: {self.broken}")
-                    return
+            if self.broken is None and (self._process is None or not self._process.is_alive()):
+                if not self._start_worker() and not self._stop.is_set():  # no model: nothing queued can run
+                    self.store.fail_unfinished(f"the worker could not load the model: {self.broken}")
             if time.time() - last_cleanup > CLEANUP_EVERY_S:
                 self._cleanup()
                 last_cleanup = time.time()
@@ -156,6 +154,10 @@ class Runner:
             job = self.store.get(job_id)
             if job is None or job.state != "queued" or job_id in self._cancel:
                 self._cancel.discard(job_id)
+                continue
+            if self.broken is not None:  # accepted while the model was still trying to load
+                self.store.update(job, state="failed", error=f"the worker could not load the model: {self.broken}",
+                                  error_kind="unavailable", finished=time.time())
                 continue
             self._run(job)
             self._cleanup()
@@ -221,6 +223,8 @@ class Runner:
             if not self._process.is_alive():
                 self.broken = f"the worker exited while loading the model (exit code {self._process.exitcode})"
                 return False
+        if not self._stop.is_set():
+            self.broken = f"the worker did not load the model within {READY_TIMEOUT_S:g} s"
         return False
 
     def _kill_worker(self, graceful: bool = False) -> None:

@@ -23,9 +23,10 @@ def free_port() -> int:
 
 
 class Server:
-    """``tracks4d serve`` in a subprocess with TRACKS4D_* settings ``env``; ``client`` talks to it."""
+    """``tracks4d serve`` in a subprocess with TRACKS4D_* settings ``env``; ``client`` talks to it. wait: return once
+    ``/readyz`` answers 200 (else at once)."""
 
-    def __init__(self, data_dir: Path, **env):
+    def __init__(self, data_dir: Path, wait: bool = True, **env):
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -37,20 +38,29 @@ class Server:
                                              "--log-level", "warning"], env=environ, stdout=log,
                                             stderr=subprocess.STDOUT)
         self.client = httpx.Client(base_url=self.url, timeout=120)
-        self.wait_ready()
+        if wait:
+            self.wait_ready()
+
+    def wait_alive(self, timeout: float = 180) -> None:
+        """Until ``/healthz`` answers (the server is up; the model may still be loading)."""
+        self._wait(lambda: self.client.get("/healthz").status_code == 200, timeout, "alive", poll=0.02)
 
     def wait_ready(self, timeout: float = 180) -> None:
+        """Until ``/readyz`` answers 200 (the model is loaded)."""
+        self._wait(lambda: self.client.get("/readyz").status_code == 200, timeout, "ready")
+
+    def _wait(self, condition, timeout: float, what: str, poll: float = 0.2) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
             try:
-                if self.client.get("/readyz").status_code == 200:
+                if condition():
                     return
             except httpx.TransportError:
                 pass
-            time.sleep(0.2)
-        raise TimeoutError(f"server not ready in {timeout} s: {self.log.read_text()[-2000:]}")
+            time.sleep(poll)
+        raise TimeoutError(f"server not {what} in {timeout} s: {self.log.read_text()[-2000:]}")
 
     def wait_job(self, job_id: str, timeout: float = 120) -> dict:
         deadline = time.time() + timeout

@@ -83,7 +83,7 @@ def test_small_json_request_answers_with_the_reconstruction(server, tmp_path):
 
 def test_onnx_backend_per_request_matches_torch(server):
     body = json_body(small_tracks(8))
-    torch_summary = server.client.post("/reconstruct", json=body).json()
+    torch_summary = server.client.post("/reconstruct", json={**body, "precision": "fp32"}).json()
     r = server.client.post("/reconstruct", json={**body, "backend": "onnx"})
     assert r.status_code == 200, r.text
     np.testing.assert_allclose(r.json()["camera_to_world"], torch_summary["camera_to_world"], atol=1e-4)
@@ -155,6 +155,7 @@ def test_bad_inputs_get_4xx_naming_the_problem_and_the_server_stays_healthy(serv
         "missing the multipart field 'file'": (422, {"files": {"other": ("x", b"1")}}),
         "Invalid JSON": (422, {"content": b"{not json", "headers": {"content-type": "application/json"}}),
         "grid": (422, {"json": {**json_body(good), "grid": 1}}),
+        "bf16 needs the torch backend": (422, {"json": {**json_body(good), "backend": "onnx", "precision": "bf16"}}),
         "send multipart/form-data": (415, {"content": b"hello", "headers": {"content-type": "text/plain"}}),
     }
     assert nan_text != json.dumps(nan)
@@ -226,6 +227,44 @@ def test_restart_keeps_results_and_fails_interrupted_jobs(tmp_path):
         status = srv.client.get(f"/jobs/{slow}").json()
         assert status["state"] == "failed" and "interrupted" in status["error"]
         assert srv.client.get(f"/jobs/{slow}/result").status_code == 409
+    finally:
+        srv.stop()
+
+
+def test_requests_while_the_model_loads_are_queued_not_refused(tmp_path):
+    """Sent the moment /healthz answers: a sync request waits for the model and answers 200, an async one is
+    accepted (202) and finishes; /readyz says "loading" until the model is in (never a 503 on /reconstruct)."""
+    srv = Server(tmp_path / "data", wait=False, **LIMITS)
+    try:
+        srv.wait_alive()
+        ready = srv.client.get("/readyz")
+        assert ready.status_code == 200 or "the model is loading" in ready.json()["detail"]
+        with ThreadPoolExecutor(2) as pool:
+            sync = pool.submit(srv.client.post, "/reconstruct", json=json_body(small_tracks(1), mode="sync"))
+            queued = pool.submit(srv.client.post, "/reconstruct", json=json_body(small_tracks(2), mode="async"))
+            sync, queued = sync.result(timeout=300), queued.result(timeout=300)
+        assert sync.status_code == 200, sync.text
+        assert queued.status_code == 202, queued.text
+        assert srv.wait_job(queued.json()["id"], timeout=300)["state"] == "done"
+        assert srv.client.get("/readyz").status_code == 200
+    finally:
+        srv.stop()
+
+
+def test_a_model_that_cannot_load_is_reported_not_retried(tmp_path):
+    """A broken checkpoint: /readyz and /reconstruct answer 503 naming the reason (no "retry shortly"); the server
+    stays alive (/healthz 200)."""
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint" * 10)
+    srv = Server(tmp_path / "data", wait=False, checkpoint=broken, **LIMITS)
+    try:
+        srv._wait(lambda: "failed to load" in srv.client.get("/readyz").text, 300, "broken")
+        ready = srv.client.get("/readyz")
+        assert ready.status_code == 503 and "broken.pt" in ready.json()["detail"]
+        r = srv.client.post("/reconstruct", json=json_body(small_tracks(3)))
+        assert r.status_code == 503 and "the model failed to load" in r.json()["detail"], r.text
+        assert "retry" not in r.json()["detail"] and "retry-after" not in r.headers
+        assert srv.client.get("/healthz").status_code == 200
     finally:
         srv.stop()
 

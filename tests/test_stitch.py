@@ -15,9 +15,14 @@ from training.synthetic import SceneConfig, generate_scene
 def test_window_spans():
     assert window_spans(40) == [(0, 40)]
     spans = window_spans(150, 50, 10)
-    assert spans[0] == (0, 50) and spans[-1][1] == 150
+    assert spans[0][0] == 0 and spans[-1][1] == 150
     assert all(b[0] <= a[1] - 10 for a, b in zip(spans, spans[1:]))
-    assert all(e - s == 50 for s, e in spans)
+    assert len(spans) == 4 and all(e - s == 45 for s, e in spans)  # the fewest windows, of one length
+    for n in range(51, 400):
+        spans = window_spans(n, 50, 10)
+        assert spans[0][0] == 0 and spans[-1][1] == n and all(e - s <= 50 for s, e in spans)
+        assert all(b[0] <= a[1] - 10 for a, b in zip(spans, spans[1:]))
+        assert len(spans) == -(-(n - 10) // 40)
     with pytest.raises(ValueError):
         window_spans(100, 50, 50)
 
@@ -71,17 +76,17 @@ def test_reconstruct_long_calls_each_window_once():
         return oracle_window(scene, span, idx, rng, 0.0)
 
     out = reconstruct_long(scene.tracks, run, 50, 10)
-    assert calls == [50, 50]
+    assert calls == [45, 45]  # 80 frames: two windows of 45 sharing 10
     assert absolute_trajectory_error(out.camera_to_world, scene.camera_to_world) < 1e-6
 
 
 def test_last_window_overlapping_two_earlier_ones():
-    """95 frames: windows 0-49, 40-89, 45-94; the last shares frames with both earlier windows and is aligned to
-    the one before it as moved into the world, exactly."""
+    """95 frames, windows of ≤ 50 sharing ≥ 30: 0-46, 16-62, 32-78, 48-94; the last shares frames with two earlier
+    windows and is aligned to the one before it as moved into the world, exactly."""
     scene = generate_scene(5, SceneConfig(n_frames=95, motion_frames=95))
     rng = np.random.default_rng(2)
-    spans = split_windows(scene.tracks, 50, 10)
-    assert [span for span, _, _ in spans] == [(0, 50), (40, 90), (45, 95)]
+    spans = split_windows(scene.tracks, 50, 30)
+    assert [span for span, _, _ in spans] == [(0, 47), (16, 63), (32, 79), (48, 95)]
     out = stitch(scene.tracks, [(span, idx, oracle_window(scene, span, idx, rng, 0.0)) for span, idx, _ in spans])
     assert absolute_trajectory_error(out.camera_to_world, scene.camera_to_world) < 1e-6
 

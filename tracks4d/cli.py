@@ -127,7 +127,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
         query_every=args.query_every, stride=args.stride, max_frames=args.max_frames, long_side=args.long_side,
         bundle_adjust=args.ba, ba_gamma=None if args.ba_gamma == "auto" else float(args.ba_gamma),
         camera_init=args.camera_init,
-        finetune_steps=args.finetune, backend=args.backend, progress=not args.no_progress)
+        finetune_steps=args.finetune, backend=args.backend, precision=args.precision,
+        progress=not args.no_progress)
     result = run_pipeline(args.input, opts)
     rec, clip = result.reconstruction, result.clip
     frames = clip.frames if clip is not None else None
@@ -209,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--backend", choices=("auto",) + BACKENDS, default="torch",
                     help="run the network in torch or ONNX Runtime (--checkpoint may then be a .onnx file); auto: "
                          "ONNX Runtime on the CPU unless fine-tuning (pays off in a warm process, not a one-shot run)")
+    rc.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                    help="the torch network's precision; auto: bf16 where the CPU/GPU has native bf16 (1.5× faster "
+                         "on an AVX-512 BF16 CPU), else fp32")
     for name in ("fx", "fy", "cx", "cy"):
         rc.add_argument(f"--{name}", type=float, help=f"intrinsics {name} in input pixels")
     rc.add_argument("--fov-deg", type=float, help="horizontal field of view (instead of --fx)")

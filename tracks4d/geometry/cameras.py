@@ -4,12 +4,15 @@
 2. A clip that only rotates (a tripod, a fixed camera): rotations from the tracks (rays of each frame fitted to an
    earlier frame's by RANSAC, chained to the earliest frame that shares enough tracks); the centre stays where the
    network put frame 0. No parallax: nothing to adjust, static depth is unobservable.
-3. Otherwise the seeds compete — the network's cameras, cameras from the tracks alone grown from each of a few
+3. Otherwise the seeds compete — found and judged on the longest tracks until every frame sees
+   ``SEED_TRACKS_PER_FRAME`` (long clips carry long tracks: 5× the observations for 3× the frames; this keeps the
+   stage linear in frames) — the network's cameras, cameras from the tracks alone grown from each of a few
    initial pairs inside general-motion segments (:func:`~.track_sfm.cameras_from_tracks`) and the rotation-only
    cameras of 2. — by one residual test: the number of tracks that fit a static point (or, for the rotation, a static
    direction) within ``SEED_PX`` (:func:`~.motion.track_residuals`). The best general seed wins (ties: the
-   network; an initial pair whose essential matrix locked onto a moving object explains fewer tracks); the rotation wins over it when it explains ≥ ``ROTATION_PREFERENCE`` × as many tracks with fewer degrees
-   of freedom — a pan whose little parallax let the essential matrix lock onto a moving object.
+   network; an initial pair whose essential matrix locked onto a moving object explains fewer tracks); the rotation
+   wins over it when it explains ≥ ``ROTATION_PREFERENCE`` × as many tracks with fewer degrees of freedom — a pan
+   whose little parallax let the essential matrix lock onto a moving object.
 4. With ``adjust``: the residual test is taken after adjusting the ``SHORTLIST`` best seeds (measured: a seed
    fitting 85 tracks adjusted to 414 and 0.3 % ATE, one fitting 250 to 319 and 8 %; letting a seed that fits 60 %
    of the tracks skip the test cost a tripod-then-walk clip 0.04 → 0.37 % ATE). Each is one bundle adjustment
@@ -45,6 +48,7 @@ MAX_INITIAL_ERROR_PX = 10.0  # the adjustment's gate on observations at the star
 SHORTLIST = 3               # with adjustment: the seeds fitting most tracks (and ≥ SHORTLIST_SHARE × the best) are
 SHORTLIST_SHARE = 0.25      # each adjusted, and the residual test is taken on the adjusted cameras
 SEED_ITERATIONS = 20        # Ceres iterations of a seed's adjustment (it ranks seeds; the chosen one is finished)
+SEED_TRACKS_PER_FRAME = 400  # seeds are grown, adjusted and judged on the longest tracks until every frame sees this
 
 CAMERA_INITS = ("auto", "network")
 """auto: the network's cameras or the tracks', by the residual test; network: the network's only."""
@@ -156,16 +160,21 @@ def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, net
     if camera_init not in CAMERA_INITS:
         raise ValueError(f"camera_init must be one of {CAMERA_INITS}, got {camera_init!r}")
     k = network.intrinsics
-    model = select_motion_model(tracks, visible, k)
-    rotation = Cameras(rotation_cameras(tracks, visible, k, network.world_to_camera[0]), k)
+    # the seeds are found and judged on a subset of the tracks that every frame sees enough of: the cost stays
+    # linear in frames when long clips carry long tracks (a 150-frame orbit: 5× the observations of 50 frames)
+    core = _spread_subset(np.ones(tracks.shape[1], bool), visible, SEED_TRACKS_PER_FRAME)
+    tracks_c, visible_c = tracks[:, core], visible[:, core]
+    gamma_c = None if network_gamma is None else network_gamma[core]
+    model = select_motion_model(tracks_c, visible_c, k)
+    rotation = Cameras(rotation_cameras(tracks_c, visible_c, k, network.world_to_camera[0]), k)
     if model.kind == "rotation":
         return CameraSolution(rotation, model, "rotation", {})
     seeds = {"network": network}
     if camera_init == "auto":
-        for i, ((r, j), w2c, _) in enumerate(cameras_from_tracks(tracks, visible, k,
+        for i, ((r, j), w2c, _) in enumerate(cameras_from_tracks(tracks_c, visible_c, k,
                                                                   allowed=~model.rotation_frames())):
             seeds[f"tracks {i}: {r}-{j}"] = Cameras(w2c, k)
-    counts = {name: _fitting_tracks(tracks, visible, cams, False) for name, cams in seeds.items()}
+    counts = {name: _fitting_tracks(tracks_c, visible_c, cams, False) for name, cams in seeds.items()}
     reports: dict[str, BAReport] = {}
     if adjust:  # a weak seed can adjust into the right cameras (and a strong-looking one into a wrong minimum)
         best = max(counts.values())
@@ -173,11 +182,11 @@ def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, net
                         key=lambda name: -counts[name])
         shortlist = ranked[:SHORTLIST]
         for name in shortlist:
-            seeds[name], reports[name] = _adjust(tracks, visible, seeds[name], network_gamma, static_gamma,
+            seeds[name], reports[name] = _adjust(tracks_c, visible_c, seeds[name], gamma_c, static_gamma,
                                                  refine_focal, max_iterations=SEED_ITERATIONS)
-            counts[name] = _fitting_tracks(tracks, visible, seeds[name], False)
+            counts[name] = _fitting_tracks(tracks_c, visible_c, seeds[name], False)
     source = max(counts, key=lambda name: (counts[name], name in reports, name == "network"))
-    counts["rotation"] = _fitting_tracks(tracks, visible, rotation, True)
+    counts["rotation"] = _fitting_tracks(tracks_c, visible_c, rotation, True)
     if counts["rotation"] >= ROTATION_PREFERENCE * counts[source]:
         model = MotionModel("rotation", [Segment(0, len(tracks), "rotation")], model.pairs)
         return CameraSolution(rotation, model, "rotation", counts)

@@ -109,7 +109,7 @@ def _grow(tracks: np.ndarray, visible: np.ndarray, k: np.ndarray, r: int, j: int
     good = (_errors(points, tracks, w2c, k)[[r, j]] < RANSAC_PX).all(0) & inliers
     points[~good] = np.nan
     order = sorted(set(range(n)) - {r, j}, key=lambda f: min(abs(f - r), abs(f - j)))
-    since = 0  # frames posed since the last triangulation of fresh tracks
+    pending = np.zeros(n, bool)  # frames posed since the last triangulation of fresh tracks
     for f in order:
         seen = visible[f] & np.isfinite(points[:, 0])
         if seen.sum() < MIN_PNP:
@@ -126,16 +126,28 @@ def _grow(tracks: np.ndarray, visible: np.ndarray, k: np.ndarray, r: int, j: int
         inlying = use[pnp_inliers[:, 0]]
         rvec, tvec = cv2.solvePnPRefineLM(points[inlying], tracks[f, inlying], k[f], None, rvec, tvec)
         w2c[f, :3, :3], w2c[f, :3, 3] = cv2.Rodrigues(rvec)[0], tvec[:, 0]
-        posed[f] = True
-        since += 1
-        fresh = visible[f] & ~np.isfinite(points[:, 0])
+        posed[f] = pending[f] = True
         # triangulating every few frames keeps the cost linear; sooner when the frame's support runs low
-        if fresh.any() and (since >= TRIANGULATE_EVERY or seen.sum() < 3 * MIN_PNP):
-            fresh = posed[:, None].any(0) & ~np.isfinite(points[:, 0]) & (visible & posed[:, None]).any(0)
-            new = triangulate(tracks[:, fresh], visible[:, fresh], w2c, k, posed)
-            new[~consistent_static(new, tracks[:, fresh], visible[:, fresh], w2c, k, posed)] = np.nan
-            points[fresh] = new
-            since = 0
+        if pending.sum() >= TRIANGULATE_EVERY or seen.sum() < 3 * MIN_PNP:
+            _place_fresh(points, tracks, visible, w2c, k, posed, pending)
+            pending[:] = False
+    return (w2c, posed) if posed.sum() >= 3 else None
+
+
+def _place_fresh(points, tracks, visible, w2c, k, posed, pending) -> None:
+    """Triangulate, in place, the unplaced tracks that the ``pending`` (newly posed) frames see, over the posed
+    frames; those that fail :func:`consistent_static` stay NaN (poses never change during a growth, so a track is
+    retried only when it has new observations)."""
+    fresh = np.flatnonzero(~np.isfinite(points[:, 0]) & (visible & pending[:, None]).any(0))
+    if fresh.size == 0:
+        return
+    frames = np.flatnonzero(posed)
+    sub_tracks, sub_visible = tracks[np.ix_(frames, fresh)], visible[np.ix_(frames, fresh)]
+    every = np.ones(frames.size, bool)
+    new = triangulate(sub_tracks, sub_visible, w2c[frames], k[frames])
+    new[~consistent_static(new, sub_tracks, sub_visible, w2c[frames], k[frames], every)] = np.nan
+    points[fresh] = new
+
     return (w2c, posed) if posed.sum() >= 3 else None
 
 

@@ -25,18 +25,17 @@ INLIER_FRACTION = 0.1
 
 
 def window_spans(n_frames: int, size: int = 50, overlap: int = 10) -> list[tuple[int, int]]:
-    """[start, end) spans of at most ``size`` frames covering 0..n_frames, consecutive ones sharing ≥ ``overlap``
-    frames; the last span ends at n_frames. One span when the clip fits."""
+    """[start, end) spans covering 0..n_frames: the fewest windows of at most ``size`` frames that share ≥ ``overlap``
+    frames with the next, all of one length (the network's cost is its frames: 150 frames in four windows of 45
+    rather than of 50). One span when the clip fits."""
     if size < 2 or not 0 < overlap < size:
         raise ValueError(f"window size must be >= 2 and 0 < overlap < size, got size {size}, overlap {overlap}")
     if n_frames <= size:
         return [(0, n_frames)]
-    spans, start = [], 0
-    while start + size < n_frames:
-        spans.append((start, start + size))
-        start += size - overlap
-    spans.append((n_frames - size, n_frames))
-    return spans
+    count = -(-(n_frames - overlap) // (size - overlap))
+    length = -(-(n_frames + (count - 1) * overlap) // count)
+    starts = np.linspace(0, n_frames - length, count).round().astype(int)
+    return [(int(s), int(s) + length) for s in starts]
 
 
 @dataclass(frozen=True)
