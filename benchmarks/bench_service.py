@@ -2,7 +2,7 @@
 
     python benchmarks/bench_service.py [--requests 40] [--concurrency 4] [--frames 50] [--sizes 200 400]
                                        [--backends torch onnx] [--ready-timeout 180] [--request-timeout 120]
-                                       [--seed 0] [--checkpoint model.pt] [--keep-logs]
+                                       [--invalid-share 0.5] [--seed 0] [--checkpoint model.pt] [--keep-logs]
 
 For each backend the server is started as a subprocess (``tracks4d serve --host 127.0.0.1 --port FREE --backend B
 --data-dir TMP``, queue size ``TRACKS4D_QUEUE_SIZE`` big enough for the concurrency) on a free loopback port with
@@ -17,7 +17,9 @@ track count P of ``--sizes`` (default: 200):
 - 2 warm-up requests are sent one after another (not timed);
 - ``--requests`` requests are sent by ``--concurrency`` client threads (one ``httpx.Client`` each, a per-request
   timeout, each thread takes requests from a shared counter, so the loops are bounded), recording every request's
-  latency and status. A 200 counts as ok when its summary has ``n_points == P`` and ``n_frames == N``.
+  latency and status. A 200 counts as ok when its summary has ``n_points == P`` and ``n_frames == N``. With
+  ``--invalid-share F``, that share of the requests (spread evenly) are invalid — visible of the wrong shape, a NaN
+  position, no tracks, grid 1 in turn — and count as rejected when answered 4xx (anything else is an error).
 
 The server then gets SIGTERM (SIGKILL to its process group if it has not exited after 30 s) and its data dir is
 removed. Printed: a table (backend, P, requests, ok, 429s, errors (anything else: other statuses, time-outs,
@@ -68,8 +70,12 @@ class Result:
         return sum(1 for _, s in self.records if s == 429)
 
     @property
+    def n_rejected(self) -> int:
+        return sum(1 for _, s in self.records if s == "rejected")
+
+    @property
     def n_errors(self) -> int:
-        return sum(1 for _, s in self.records if s not in (200, 429))
+        return sum(1 for _, s in self.records if s not in (200, 429, "rejected"))
 
     @property
     def throughput(self) -> float:
@@ -103,6 +109,15 @@ def build_body(n_frames: int, n_points: int, seed: int, max_tries: int = 20) -> 
     if tracks.image_size is not None:
         body["image_size"] = [int(v) for v in tracks.image_size]
     return json.dumps(body, allow_nan=False).encode()
+
+
+def invalid_bodies(body: bytes) -> list[bytes]:
+    """Variants of a valid request that the server must refuse with a 4xx naming the problem."""
+    valid = json.loads(body)
+    nan = json.dumps({**valid, "tracks": [[[float("nan"), 1.0]] + row[1:] for row in valid["tracks"]]})
+    return [json.dumps({**valid, "visible": valid["visible"][:-1]}).encode(), nan.encode(),
+            json.dumps({k: v for k, v in valid.items() if k != "tracks"}).encode(),
+            json.dumps({**valid, "grid": 1}).encode()]
 
 
 # -- server ----------------------------------------------------------------------------------------------------------
@@ -194,12 +209,16 @@ class Server:
 
 # -- load ------------------------------------------------------------------------------------------------------------
 
-def one_request(client: httpx.Client, body: bytes, n_frames: int, n_points: int) -> tuple[float, int | str]:
+def one_request(client: httpx.Client, body: bytes, n_frames: int, n_points: int,
+                invalid: bool = False) -> tuple[float, int | str]:
     start = time.perf_counter()
     try:
         r = client.post("/reconstruct", content=body, headers={"content-type": "application/json"})
         status: int | str = r.status_code
-        if status == 200:
+        if invalid:
+            status = "rejected" if 400 <= r.status_code < 500 and r.status_code != 429 and r.json().get(
+                "detail") else status
+        elif status == 200:
             try:
                 summary = r.json()
                 if summary.get("n_points") != n_points or summary.get("n_frames") != n_frames:
@@ -214,8 +233,9 @@ def one_request(client: httpx.Client, body: bytes, n_frames: int, n_points: int)
 
 
 def run_load(url: str, body: bytes, n_frames: int, n_points: int, requests: int, concurrency: int,
-             timeout_s: float) -> tuple[list[tuple[float, int | str]], float]:
-    """``requests`` requests from ``concurrency`` threads; (records, wall seconds)."""
+             timeout_s: float, invalid_share: float = 0.0) -> tuple[list[tuple[float, int | str]], float]:
+    """``requests`` requests from ``concurrency`` threads, ``invalid_share`` of them invalid; (records, wall s)."""
+    bad = invalid_bodies(body)
     records: list[tuple[float, int | str]] = []
     lock = threading.Lock()
     taken = [0]
@@ -226,8 +246,10 @@ def run_load(url: str, body: bytes, n_frames: int, n_points: int, requests: int,
                 with lock:
                     if taken[0] >= requests:
                         return
+                    i = taken[0]
                     taken[0] += 1
-                record = one_request(client, body, n_frames, n_points)
+                invalid = int((i + 1) * invalid_share) > int(i * invalid_share)
+                record = one_request(client, bad[i % len(bad)] if invalid else body, n_frames, n_points, invalid)
                 with lock:
                     records.append(record)
 
@@ -257,9 +279,9 @@ def bench_backend(backend: str, bodies: dict[int, bytes], args) -> list[Result]:
             print(f"[{backend}] P={p}: warm-up " + ", ".join(f"{s} in {t * 1000:.0f} ms" for t, s in warm),
                   flush=True)
             records, wall = run_load(server.url, body, args.frames, p, args.requests, args.concurrency,
-                                     args.request_timeout)
+                                     args.request_timeout, args.invalid_share)
             results.append(Result(backend, p, records, wall))
-            if any(s not in (200, 429) for _, s in records):
+            if any(s not in (200, 429, "rejected") for _, s in records):
                 print(f"[{backend}] P={p}: statuses "
                       f"{sorted({str(s) for _, s in records})}\n--- server log (tail) ---\n{server.log_tail(15)}",
                       file=sys.stderr)
@@ -278,7 +300,7 @@ def bench_backend(backend: str, bodies: dict[int, bytes], args) -> list[Result]:
 def print_table(results: list[Result], args) -> None:
     print(f"\nN={args.frames} frames, concurrency {args.concurrency}, {args.requests} requests per row, "
           f"mode sync, {os.cpu_count()} CPUs")
-    header = (f"{'backend':<8s} {'P':>5s} {'requests':>8s} {'ok':>4s} {'429s':>5s} {'errors':>6s} "
+    header = (f"{'backend':<8s} {'P':>5s} {'requests':>8s} {'ok':>4s} {'429s':>5s} {'4xx':>5s} {'errors':>6s} "
               f"{'requests/s':>10s} {'p50 ms':>8s} {'p95 ms':>8s}")
     print(header)
     print("-" * len(header))
@@ -287,7 +309,7 @@ def print_table(results: list[Result], args) -> None:
             print(f"{r.backend:<8s} {r.n_points:>5d}  failed: {r.failure}")
             continue
         print(f"{r.backend:<8s} {r.n_points:>5d} {len(r.records):>8d} {len(r.ok):>4d} {r.n_429:>5d} "
-              f"{r.n_errors:>6d} {r.throughput:>10.2f} {r.percentile_ms(50):>8.0f} {r.percentile_ms(95):>8.0f}")
+              f"{r.n_rejected:>5d} {r.n_errors:>6d} {r.throughput:>10.2f} {r.percentile_ms(50):>8.0f} {r.percentile_ms(95):>8.0f}")
     by = {(r.backend, r.n_points): r for r in results if not r.failure}
     for p in args.sizes:
         torch_r, onnx_r = by.get(("torch", p)), by.get(("onnx", p))
@@ -302,6 +324,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=50, help="N frames of the synthetic scene")
     ap.add_argument("--sizes", type=int, nargs="+", default=[200], help="track counts P to try")
     ap.add_argument("--backends", nargs="+", default=["torch", "onnx"], choices=("torch", "onnx"))
+    ap.add_argument("--invalid-share", type=float, default=0.0, help="share of invalid requests (expect 4xx)")
     ap.add_argument("--seed", type=int, default=0, help="first synthetic scene seed")
     ap.add_argument("--checkpoint", help="model checkpoint for the server (default: its own default)")
     ap.add_argument("--ready-timeout", type=float, default=180.0, help="seconds to wait for /readyz")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
 import time
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -25,7 +26,7 @@ from starlette.datastructures import UploadFile
 import tracks4d
 
 from .inputs import InputProblem, check_track_file, check_video, sniff, tracks_from_json
-from .jobs import FINISHED, JobStore
+from .jobs import FINISHED, JobStore, storage_problem
 from .schemas import JobAccepted, JobStatus, Problem, ReconstructionSummary, ReconstructParams, TrackRequest
 from .settings import Settings
 from .worker import Runner
@@ -33,6 +34,7 @@ from .worker import Runner
 __all__ = ["create_app"]
 
 INTERRUPTED = "interrupted: the server stopped before this job finished; send it again"
+SHUTTING_DOWN = "the server is shutting down; send the request again (the job, if any, is marked interrupted)"
 JOB_LINKS = {name: {"operationId": op, "parameters": {"job_id": "$response.body#/id"}}
              for name, op in (("GetJob", "get_job"), ("GetJobResult", "get_job_result"),
                               ("GetJobSummary", "get_job_summary"), ("DeleteJob", "delete_job"))}
@@ -84,6 +86,34 @@ class _BodyLimit:
 
     def _message(self) -> str:
         return f"request body over the limit of {self.max_bytes / 2**20:g} MB"
+
+
+class _Counting:
+    """Counts every request by method, route and status, and its latency — a pure ASGI middleware, so the app still
+    sees the client disconnect (``request.is_disconnected()``), and an exception that escapes is counted as the 500
+    it becomes."""
+
+    def __init__(self, app, metrics: "Metrics"):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), 500
+
+        async def sending(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            path = route.path if route is not None else "unmatched"
+            self.metrics.requests.labels(scope["method"], path, str(status)).inc()
+            self.metrics.latency.labels(scope["method"], path).observe(time.perf_counter() - start)
 
 
 def _settings(request: Request) -> Settings:
@@ -168,7 +198,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store, app.state.runner = store, runner
         runner.start()
         yield
-        runner.stop()
+        app.state.stopping.set()
+        runner.stop(timeout=settings.shutdown_timeout_s / 2)
         store.fail_unfinished(INTERRUPTED)
 
     def _finished(job, seconds: float) -> None:
@@ -180,23 +211,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="tracks4d", version=tracks4d.__version__, lifespan=lifespan,
                   description="Video or 2D point tracks → cameras and per-frame 3D points (TracksTo4D).")
     app.state.settings = settings
+    app.state.stopping = threading.Event()  # set on SIGTERM (``tracks4d serve``) or at shutdown
     metrics = Metrics(lambda: app.state.runner.queue.qsize() if hasattr(app.state, "runner") else 0)
     app.state.metrics = metrics
     app.add_middleware(_BodyLimit, max_bytes=settings.max_upload_bytes)
 
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = route.path if route is not None else "unmatched"
-        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, path).observe(time.perf_counter() - start)
-        return response
+    app.add_middleware(_Counting, metrics=metrics)
 
     @app.exception_handler(InputProblem)
     async def input_problem(request: Request, exc: InputProblem):
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(OSError)
+    async def storage_fault(request: Request, exc: OSError):
+        status, message = storage_problem(exc)
+        return JSONResponse({"detail": message}, status_code=status, headers={"Retry-After": "60"})
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception):
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -205,7 +238,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()[:20]]
         return JSONResponse({"detail": "; ".join(parts)[:2000], "errors": jsonable_encoder(errors)}, status_code=422)
 
-    errors = {code: {"model": Problem} for code in (410, 413, 415, 422, 429, 503)}
+    errors = {code: {"model": Problem} for code in (410, 413, 415, 422, 429, 503, 507)}
 
     @app.post("/reconstruct", response_model=ReconstructionSummary,
               operation_id="reconstruct",
@@ -219,6 +252,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def reconstruct(request: Request, settings: SettingsDep, store: StoreDep, runner: RunnerDep):
         """Reconstruct a video or a track set. Small track requests (mode auto) or mode sync answer 200 with the
         summary; others 202 with a job id. 429 when the queue is full."""
+        if request.app.state.stopping.is_set():
+            raise HTTPException(503, SHUTTING_DOWN, headers={"Retry-After": "10"})
         if runner.broken:  # while the model loads, requests queue; only a model that cannot load refuses them
             raise HTTPException(503, f"the model failed to load: {runner.broken}")
         content_type = request.headers.get("content-type", "")
@@ -230,17 +265,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await run_in_threadpool(store.cleanup, cap, settings.result_ttl_s)
             if await run_in_threadpool(store.usage_bytes) > cap:
                 metrics.rejected.labels("disk_full").inc()
-                raise HTTPException(503, "result storage is full; retry later", headers={"Retry-After": "60"})
+                raise HTTPException(507, f"the server's storage is full (its cap of {settings.disk_cap_mb:g} MB, "
+                                         f"after removing old results); retry later", headers={"Retry-After": "60"})
         job_id, folder = store.new_folder()
         try:
             read = _from_upload if content_type.startswith("multipart/form-data") else _from_json
             params, kind, name, entries = await read(request, folder, settings)
             if params.finetune_steps > settings.max_finetune_steps:
                 raise InputProblem(422, f"finetune_steps {params.finetune_steps} > {settings.max_finetune_steps}")
-        except BaseException:
+            job = store.create(job_id, kind, name, params.pipeline_options())
+        except BaseException:  # a bad input or a full disk: nothing of the request stays behind
             store.discard_folder(folder)
             raise
-        job = store.create(job_id, kind, name, params.pipeline_options())
         if not runner.submit(job):
             store.delete(job_id)
             metrics.rejected.labels("queue_full").inc()
@@ -258,6 +294,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if store.get(job_id) is None:
                 return JSONResponse({"detail": "the job was deleted before it finished", "id": job_id},
                                     status_code=410)
+            if request.app.state.stopping.is_set():  # the job is marked interrupted as the server stops
+                return JSONResponse({"detail": SHUTTING_DOWN, "id": job_id}, status_code=503,
+                                    headers={"Retry-After": "10"})
             if waited % 25 == 0 and await request.is_disconnected():  # nobody waits for it any more
                 runner.cancel(job_id)
                 store.delete(job_id)
@@ -302,6 +341,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store.delete(job_id)
         return Response(status_code=204)
 
+    @app.options("/jobs/{job_id}", status_code=204, include_in_schema=False)
+    async def job_options(job_id: str) -> Response:
+        """The methods a job answers (one route per method would otherwise list only the first)."""
+        return Response(status_code=204, headers={"Allow": "GET, DELETE, OPTIONS"})
+
     @app.get("/healthz")
     async def healthz() -> dict:
         """The server answers."""
@@ -309,11 +353,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/readyz", responses={503: {"model": Problem}})
     async def readyz(runner: RunnerDep):
-        """200 while the worker has the model loaded; 503 while it loads (requests are queued meanwhile) or when it
-        failed to load (requests are refused, with the reason)."""
-        if not runner.ready.is_set():
-            detail = f"the model failed to load: {runner.broken}" if runner.broken else "the model is loading"
-            return JSONResponse({"detail": detail}, status_code=503)
+        """200 while jobs can run: the worker has the model loaded and storage takes job states. 503 while the model
+        loads (requests are queued meanwhile), when it failed to load (requests are refused) or while storage
+        fails (what failed, in ``detail``)."""
+        problem = runner.problem
+        if problem or not runner.ready.is_set():
+            return JSONResponse({"detail": problem or "the model is loading"}, status_code=503)
         return {"status": "ready", **runner.model_info}
 
     @app.get("/metrics", response_class=PlainTextResponse)

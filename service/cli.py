@@ -9,15 +9,26 @@ from tracks4d.network.onnx_backend import BACKENDS
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Run the web service (:func:`service.create_app`) with uvicorn until Ctrl-C; settings from TRACKS4D_*
-    variables and the flags given here."""
+    """Run the web service (:func:`service.create_app`) with uvicorn until SIGTERM or Ctrl-C; settings from
+    TRACKS4D_* variables and the flags given here. On the signal it stops accepting, answers waiting clients 503,
+    marks unfinished jobs interrupted and exits within about ``shutdown_timeout_s``."""
     import uvicorn
 
     from . import Settings, create_app
 
     overrides = {k: v for k, v in (("data_dir", args.data_dir), ("checkpoint", args.checkpoint),
                                    ("device", args.device), ("backend", args.backend)) if v is not None}
-    uvicorn.run(create_app(Settings(**overrides)), host=args.host, port=args.port, log_level=args.log_level)
+    settings = Settings(**overrides)
+    app = create_app(settings)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:  # SIGTERM / Ctrl-C: waiting clients are told at once
+            app.state.stopping.set()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                            timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s / 2)))
+    Server(config).run()
     return 0
 
 

@@ -5,6 +5,7 @@ message naming the problem)."""
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -61,24 +62,80 @@ def check_tracks(tracks: TrackSet, settings: Settings) -> TrackSet:
     return tracks
 
 
-EXPANSION_LIMIT = 8
-"""A track .npz may unpack to at most this many times the upload limit (compressed archives can be bombs)."""
+TRACK_MEMBERS = ("tracks", "visible", "intrinsics", "image_size", "query_frame",
+                 "pred_tracks", "pred_visibility", "started_at", "Ks_all")
+"""The members of a track .npz the service reads (our layout and the official one); any other is never unpacked."""
+
+
+def _member_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype, bool]:
+    """(shape, dtype, fortran order) from a ``.npy`` member's header alone — no data is unpacked."""
+    with archive.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(fh)
+    return shape, dtype, fortran
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shape, dtype: np.dtype, fortran: bool,
+                 name: str) -> np.ndarray:
+    """The member's array, unpacking no more than its header announces (a bomb stops there)."""
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    with archive.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(fh)
+        data = fh.read(size + 1)
+    if len(data) != size:
+        raise InputProblem(422, f"not a usable track file: the array '{name}' is truncated or corrupt "
+                                f"({len(data)} bytes of data for shape {list(shape)} {dtype})")
+    return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _budget(settings: Settings) -> int:
+    """Bytes the named members may unpack to at the limits: float64 tracks, visibility, per-frame K and a track
+    index each, plus headers."""
+    n, p = settings.max_frames, settings.max_tracks
+    return n * p * (2 * 8 + 8) + n * 9 * 8 + p * 8 + 4096
 
 
 def check_track_file(path: Path, settings: Settings) -> TrackSet:
-    """The upload as a checked :class:`TrackSet`; its arrays' unpacked size is checked before any is read."""
+    """The upload as a checked :class:`TrackSet`. Only the :data:`TRACK_MEMBERS` are read; their ``.npy`` headers
+    (shape × dtype) are checked against the frame and track limits before anything is unpacked, and the total
+    against what those limits allow."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            unpacked = sum(member.file_size for member in archive.infolist())
+        archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError):
-        unpacked = 0  # TrackSet.load names the problem
-    if unpacked > EXPANSION_LIMIT * settings.max_upload_bytes:
-        raise InputProblem(413, f"the track file expands to {unpacked / 2**20:.0f} MB, over "
-                                f"{EXPANSION_LIMIT * settings.max_upload_mb:g} MB")
+        raise InputProblem(422, "not a usable track file: not a zip archive (.npz)") from None
+    with archive:
+        members = {Path(i.filename).stem: i for i in archive.infolist()
+                   if i.filename.endswith(".npy") and Path(i.filename).stem in TRACK_MEMBERS}
+        headers = {}
+        try:
+            for name, info in members.items():
+                headers[name] = _member_header(archive, info)
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
+            raise InputProblem(422, f"not a usable track file: the array '{name}' has no valid .npy header "
+                                    f"({type(exc).__name__})") from None
+        for name, (shape, dtype, _) in headers.items():
+            if dtype.hasobject:
+                raise InputProblem(422, f"not a usable track file: the array '{name}' holds Python objects "
+                                        "(needs pickle), refused")
+        main = headers.get("tracks") or headers.get("pred_tracks")
+        if main is not None and len(main[0]) >= 3:
+            frames, tracks = main[0][-3], main[0][-2]
+            _check_counts(frames, tracks, settings)
+        total = sum(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize for shape, dtype, _ in headers.values())
+        if total > _budget(settings):
+            raise InputProblem(413, f"the track file's arrays unpack to {total / 2**20:.1f} MB, over the "
+                                    f"{_budget(settings) / 2**20:.1f} MB that {settings.max_frames} frames × "
+                                    f"{settings.max_tracks} tracks need")
+        try:
+            arrays = {name: _read_member(archive, members[name], *headers[name], name) for name in headers}
+        except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+            raise InputProblem(422, f"not a usable track file: a corrupt archive ({type(exc).__name__})") from None
     try:
-        tracks = TrackSet.load(path)
+        tracks = TrackSet.from_arrays(arrays, "upload")
     except ValueError as exc:
-        raise InputProblem(422, f"not a usable track file: {str(exc).replace(str(path), 'upload')}") from None
+        raise InputProblem(422, f"not a usable track file: {exc}") from None
     return check_tracks(tracks, settings)
 
 
@@ -114,8 +171,9 @@ def tracks_from_json(tracks, visible, intrinsics, image_size, settings: Settings
 
 def check_video(path: Path, settings: Settings, max_frames: int | None, stride: int) -> int:
     """Frames the job will reconstruct; the video must open and decode its first frame."""
+    limit = settings.max_frames * stride if max_frames is None else max_frames * stride
     try:
-        info = probe_video(path)
+        info = probe_video(path, count_limit=limit)  # a header without a count: demuxed up to the limit, no more
         read_video(path, max_frames=1, long_side=64)
     except VideoError as exc:
         raise InputProblem(422, f"undecodable video: {str(exc).replace(str(path), 'upload')}") from None

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
                                            description="summaries carry per-frame points up to N·P of this")
     disk_cap_mb: float = Field(2000.0, gt=0, description="finished jobs are removed oldest first above this")
     result_ttl_s: float = Field(86_400.0, gt=0, description="finished jobs older than this are removed")
+    shutdown_timeout_s: float = Field(10.0, gt=0, le=300,
+                                      description="on SIGTERM the server exits within about this long: waiting "
+                                                  "clients get 503, running and queued jobs are marked interrupted")
 
     @property
     def max_upload_bytes(self) -> int:

@@ -6,6 +6,7 @@ A crash or a time-out in the worker never takes the server down; the job fails w
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import multiprocessing as mp
@@ -17,13 +18,15 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from .jobs import SUMMARY, Job, JobStore
+from .jobs import RESULT, SUMMARY, Job, JobStore, storage_problem, write_atomic
 from .settings import Settings
 
 __all__ = ["Runner", "summarize"]
 
 READY_TIMEOUT_S = 600.0
 CLEANUP_EVERY_S = 60.0
+LOW_ON_SPACE = "the server's storage is full: new results cannot be written until space is freed"
+FAULT_RETRY_S = 1.0  # after an exception (a storage fault) the supervisor waits this long and tries again
 
 
 def _finite(value):
@@ -54,12 +57,25 @@ def summarize(rec, job_id: str, inline_points_max: int) -> dict:
     })
 
 
+def _exit_with_parent(poll_s: float = 1.0) -> None:
+    """End this process as soon as its parent (the server) is gone — even a SIGKILLed one, mid-job."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="tracks4d-parent-watch", daemon=True).start()
+
+
 def _worker_main(conn, settings_json: str) -> None:
     """Worker process: load the network once, then run the jobs the supervisor sends until it sends None."""
     from tracks4d.network.checkpoint import default_checkpoint
     from tracks4d.network.onnx_backend import load_backend
     from tracks4d.pipeline import ReconstructOptions, run_pipeline
 
+    _exit_with_parent()
     settings = Settings.model_validate_json(settings_json)
     device = settings.device
     if device == "auto":
@@ -87,11 +103,15 @@ def _worker_main(conn, settings_json: str) -> None:
             rec = run_pipeline(source, opts, networks[backend],
                                on_progress=lambda fraction, stage: conn.send(("progress", job_id, fraction))
                                ).reconstruction
-            rec.save(Path(folder) / "reconstruction.npz")
-            summary = summarize(rec, job_id, settings.inline_points_max_entries)
-            tmp = Path(folder) / (SUMMARY + ".tmp")
-            tmp.write_text(json.dumps(summary))
-            os.replace(tmp, Path(folder) / SUMMARY)
+            try:
+                rec.save(Path(folder) / RESULT)
+                summary = summarize(rec, job_id, settings.inline_points_max_entries)
+                write_atomic(Path(folder) / SUMMARY, json.dumps(summary).encode())
+            except OSError as exc:  # a full disk: no partial result stays behind to hold space
+                for name in (RESULT, SUMMARY):
+                    (Path(folder) / name).unlink(missing_ok=True)
+                conn.send(("failed", job_id, ("storage", f"could not write the result: {storage_problem(exc)[1]}")))
+                continue
             conn.send(("done", job_id, None))
         except ValueError as exc:  # bad input found while reconstructing (ContractError, VideoError, ...)
             conn.send(("failed", job_id, ("input", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)))
@@ -109,6 +129,9 @@ class Runner:
         self.ready = threading.Event()
         self.model_info: dict = {}
         self.broken: str | None = None
+        self.fault: str | None = None
+        self._retry: str | None = None  # a job whose start could not be written: first in line
+        self._busy = False  # the worker is running a job
         self._on_finish = on_finish or (lambda job, seconds: None)
         self._stop = threading.Event()
         self._cancel: set[str] = set()
@@ -119,10 +142,12 @@ class Runner:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop supervising within about ``timeout`` s; a worker busy with a job is killed, an idle one told to
+        exit."""
         self._stop.set()
-        self._thread.join(timeout=10)
-        self._kill_worker(graceful=True)
+        self._thread.join(timeout=timeout)
+        self._kill_worker(graceful=not self._busy, timeout=timeout)
 
     def submit(self, job: Job) -> bool:
         """Queue a job; False when the queue is full."""
@@ -138,34 +163,74 @@ class Runner:
 
     # -- supervisor ------------------------------------------------------------------------------------------------
 
+    @property
+    def problem(self) -> str | None:
+        """Why jobs cannot run now (the model failed to load, a storage fault, the supervisor stopped), or None."""
+        if self.broken:
+            return f"the model failed to load: {self.broken}"
+        if not self._thread.is_alive() and not self._stop.is_set():
+            return f"the job supervisor stopped: {self.fault}"
+        return self.fault
+
     def _loop(self) -> None:
+        """Supervise until stopped; any exception (a full disk while writing a state) is reported through
+        :attr:`problem` and retried a second later — the supervisor itself never dies of it."""
         last_cleanup = 0.0
         while not self._stop.is_set():
-            if self.broken is None and (self._process is None or not self._process.is_alive()):
-                if not self._start_worker() and not self._stop.is_set():  # no model: nothing queued can run
-                    self.store.fail_unfinished(f"the worker could not load the model: {self.broken}")
-            if time.time() - last_cleanup > CLEANUP_EVERY_S:
-                self._cleanup()
-                last_cleanup = time.time()
             try:
-                job_id = self.queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            job = self.store.get(job_id)
-            if job is None or job.state != "queued" or job_id in self._cancel:
-                self._cancel.discard(job_id)
-                continue
-            if self.broken is not None:  # accepted while the model was still trying to load
-                self.store.update(job, state="failed", error=f"the worker could not load the model: {self.broken}",
-                                  error_kind="unavailable", finished=time.time())
-                continue
-            self._run(job)
-            self._cleanup()
-            last_cleanup = time.time()
+                if time.time() - last_cleanup > CLEANUP_EVERY_S:
+                    self._cleanup()
+                    last_cleanup = time.time()
+                self._step()
+                if self.store.flush():
+                    raise OSError(errno.ENOSPC, "job states wait to be written")
+                self.fault = LOW_ON_SPACE if self.store.low_on_space else None
+            except Exception as exc:  # noqa: BLE001 - reported, then retried
+                self.fault = storage_problem(exc)[1] if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+                traceback.print_exc()
+                self._stop.wait(FAULT_RETRY_S)
+
+    def _step(self) -> None:
+        """Start the worker when needed, then run (or, without a model, fail) the next queued job."""
+        if self.broken is None and (self._process is None or not self._process.is_alive()):
+            if not self._start_worker() and not self._stop.is_set():  # no model: nothing queued can run
+                self.store.fail_unfinished(f"the worker could not load the model: {self.broken}")
+        job_id = self._retry or self._next()
+        if job_id is None:
+            return
+        self._retry = None
+        job = self.store.get(job_id)
+        if job is None or job.state != "queued" or job_id in self._cancel:
+            self._cancel.discard(job_id)
+            return
+        if self.broken is not None:  # accepted while the model was still trying to load
+            self.store.finish(job, state="failed", error=f"the worker could not load the model: {self.broken}",
+                              error_kind="unavailable", finished=time.time())
+            return
+        try:
+            self.store.update(job, state="running", started=time.time(), progress=0.1)
+        except OSError:
+            self._retry = job_id  # it stays queued, on disk and in the API, until the disk takes its state
+            raise
+        self._run(job)
+        self._cleanup()
+
+    def _next(self) -> str | None:
+        try:
+            return self.queue.get(timeout=0.2)
+        except queue.Empty:
+            return None
 
     def _run(self, job: Job) -> None:
-        start = time.time()
-        self.store.update(job, state="running", started=start, progress=0.1)
+        self._busy = True
+        try:
+            self._supervise(job)
+        finally:
+            self._busy = False
+
+    def _supervise(self, job: Job) -> None:
+        """Send ``job`` to the worker and wait for its end, its cancellation, the time limit or shutdown."""
+        start = job.started
         folder = self.store.folder(job)
         self._conn.send((job.id, str(self.store.input_path(job)), job.options, str(folder)))
         deadline = start + self.settings.job_timeout_s
@@ -176,7 +241,11 @@ class Runner:
                 except EOFError:
                     kind, payload = "failed", ("internal", "the worker process died")
                 if kind == "progress":  # payload: the pipeline's fraction done
-                    self.store.update(job, progress=round(0.1 + 0.85 * payload, 3))
+                    try:
+                        if round(0.1 + 0.85 * payload, 2) != job.progress:  # a write per percent at most
+                            self.store.update(job, progress=round(0.1 + 0.85 * payload, 2))
+                    except OSError:
+                        pass  # progress is advisory; the job's end is what must be written
                     continue
                 error = payload  # None when done, else (kind, message)
                 break
@@ -195,10 +264,10 @@ class Runner:
                 self._process = None
                 break
         if error is None:
-            self.store.update(job, state="done", progress=1.0, finished=time.time())
+            self.store.finish(job, state="done", progress=1.0, finished=time.time())
         else:
             kind, message = error
-            self.store.update(job, state="failed", error=message, error_kind=kind, finished=time.time())
+            self.store.finish(job, state="failed", error=message, error_kind=kind, finished=time.time())
         self._on_finish(job, time.time() - start)
 
     def _start_worker(self) -> bool:
@@ -215,7 +284,7 @@ class Runner:
             if parent.poll(0.2):
                 status, info = parent.recv()
                 if status == "ready":
-                    self.model_info, self.broken = info, None
+                    self.model_info, self.broken = {**info, "worker_pid": self._process.pid}, None
                     self.ready.set()
                     return True
                 self.broken = info
@@ -227,7 +296,7 @@ class Runner:
             self.broken = f"the worker did not load the model within {READY_TIMEOUT_S:g} s"
         return False
 
-    def _kill_worker(self, graceful: bool = False) -> None:
+    def _kill_worker(self, graceful: bool = False, timeout: float = 5.0) -> None:
         self.ready.clear()
         process, self._process = self._process, None
         if process is None:
@@ -235,12 +304,12 @@ class Runner:
         if graceful and process.is_alive() and self._conn is not None:
             try:
                 self._conn.send(None)
-                process.join(timeout=5)
+                process.join(timeout=timeout)
             except (OSError, ValueError):
                 pass
         if process.is_alive():
             process.kill()
-            process.join(timeout=5)
+            process.join(timeout=timeout)
 
     def _cleanup(self) -> None:
         self.store.cleanup(int(self.settings.disk_cap_mb * 2**20), self.settings.result_ttl_s)

@@ -24,13 +24,13 @@ def free_port() -> int:
 
 class Server:
     """``tracks4d serve`` in a subprocess with TRACKS4D_* settings ``env``; ``client`` talks to it. wait: return once
-    ``/readyz`` answers 200 (else at once)."""
+    ``/readyz`` answers 200 (else at once). log_dir: where the server's output goes (default: beside data_dir)."""
 
-    def __init__(self, data_dir: Path, wait: bool = True, **env):
+    def __init__(self, data_dir: Path, wait: bool = True, log_dir: Path | None = None, **env):
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = data_dir.parent / f"server-{self.port}.log"
+        self.log = (log_dir or data_dir.parent) / f"server-{self.port}.log"
         environ = {**os.environ, "TRACKS4D_DATA_DIR": str(data_dir), "TRACKS4D_CHECKPOINT": str(CHECKPOINT),
                    **{f"TRACKS4D_{k.upper()}": str(v) for k, v in env.items()}}
         with open(self.log, "w") as log:

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,6 +40,22 @@ def json_body(tracks: TrackSet, **options) -> dict:
 def npz_bytes(tracks: TrackSet, tmp_path: Path) -> bytes:
     tracks.save(tmp_path / "upload.npz")
     return (tmp_path / "upload.npz").read_bytes()
+
+
+def npy_header(shape: tuple, dtype: str) -> bytes:
+    """A ``.npy`` file's magic and header announcing ``shape`` and ``dtype`` (data to be appended, or not)."""
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(out, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return out.getvalue()
+
+
+def npz_members(members: dict[str, bytes]) -> bytes:
+    """An .npz (zip) holding ``members`` as given, forged or not."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +155,17 @@ def test_bad_inputs_get_4xx_naming_the_problem_and_the_server_stays_healthy(serv
                                np.ones((4, 600), bool))
     bomb = io.BytesIO()
     np.savez_compressed(bomb, tracks=np.zeros((4, 2_500_000, 2), np.float32), visible=np.ones((4, 1), bool))
+    forged = npz_members({"tracks.npy": npy_header((10**9, 4000, 2), "<f4"), "visible.npy": npy_header((1,), "|b1")})
+    truncated = npz_members({"tracks.npy": npy_header((4, 10, 2), "<f4") + bytes(100),
+                             "visible.npy": npy_header((4, 10), "|b1") + bytes(40)})
+    budget = io.BytesIO()
+    np.savez_compressed(budget, tracks=np.zeros((4, 10, 2), np.float32), visible=np.ones((4, 10), bool),
+                        intrinsics=np.zeros((2_000_000, 3, 3)))
     cases = {
-        "expands to": (413, {"files": {"file": ("t.npz", bomb.getvalue())}}),
+        "too many tracks: 2500000 > 500": (413, {"files": {"file": ("t.npz", bomb.getvalue())}}),
+        "too many frames: 1000000000 > 120": (413, {"files": {"file": ("t.npz", forged)}}),
+        "unpack to 137.3 MB": (413, {"files": {"file": ("t.npz", budget.getvalue())}}),
+        "the array 'tracks' is truncated or corrupt": (422, {"files": {"file": ("t.npz", truncated)}}),
         "over the limit": (413, {"files": {"file": ("big.npz", b"PK\x03\x04" + bytes(3 * 2**20))}}),
         "unsupported file type": (415, {"files": {"file": ("clip.mp4", b"just some text, not a video" * 20)}}),
         "undecodable video": (422, {"files": {"file": ("clip.mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(4000))}}),

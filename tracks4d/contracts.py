@@ -209,8 +209,11 @@ class TrackSet:
     @classmethod
     def load(cls, path: str | Path) -> "TrackSet":
         """Read a track-set ``.npz``: our layout or the official TracksTo4D layout."""
-        src = str(path)
-        data = _read_npz(Path(path))
+        return cls.from_arrays(_read_npz(Path(path)), str(path))
+
+    @classmethod
+    def from_arrays(cls, data: Mapping[str, np.ndarray], src: str = "arrays") -> "TrackSet":
+        """A track set from the arrays of a track file (our layout or the official one); src names it in errors."""
         if "pred_tracks" in data:
             return cls._from_official(data, src)
         for required in ("tracks", "visible"):
@@ -376,14 +379,20 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             return {k: npz[k] for k in npz.files}
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ContractError(f"{path}: not a readable .npz file ({exc})") from None
-    except ValueError as exc:  # object arrays need pickle: refuse them
-        raise ContractError(f"{path}: holds arrays that need pickle, refused ({exc})") from None
+    except ValueError as exc:
+        if "pickle" in str(exc):  # object arrays: refused
+            raise ContractError(f"{path}: holds arrays that need pickle, refused ({exc})") from None
+        raise ContractError(f"{path}: holds a truncated or corrupt array ({exc})") from None
 
 
 def _atomic_savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Write through a temporary file so an interrupted save never corrupts an earlier result."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        tmp.replace(path)
+    except BaseException:  # a full disk: leave no partial file behind
+        tmp.unlink(missing_ok=True)
+        raise

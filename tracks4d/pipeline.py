@@ -88,23 +88,30 @@ class ReconstructResult:
 
 
 def intrinsics_from_options(opts: ReconstructOptions, image_size: tuple[int, int] | None) -> np.ndarray | None:
-    """(3, 3) pixel K from --fx/--fy/--cx/--cy or --fov-deg (horizontal); None when the user gave none."""
+    """(3, 3) pixel K from fx/fy/cx/cy or fov_deg (horizontal); None when none is given. Errors name the options as
+    both the command line (``--fx``) and the service (``fx``) know them."""
     if opts.fx is None and opts.fov_deg is None:
         if any(v is not None for v in (opts.fy, opts.cx, opts.cy)):
-            raise ValueError("give --fx (with optional --fy, --cx, --cy) or --fov-deg")
+            raise ValueError("give fx (with optional fy, cx, cy) or fov_deg")
         return None
     if image_size is None and (opts.cx is None or opts.cy is None or opts.fx is None):
-        raise ValueError("the input has no image size: give --fx and --cx --cy")
+        raise ValueError("the input has no image size: give fx, cx and cy")
     w, h = image_size if image_size is not None else (0, 0)
     if opts.fov_deg is not None:
         if not 1.0 < opts.fov_deg < 179.0:
-            raise ValueError(f"--fov-deg must lie in (1, 179), got {opts.fov_deg}")
+            raise ValueError(f"fov_deg must lie in (1, 179), got {opts.fov_deg}")
         fx = 0.5 * w / np.tan(np.radians(opts.fov_deg) / 2)
     else:
         fx = opts.fx
     fy = opts.fy if opts.fy is not None else fx
-    if fx <= 0 or fy <= 0:
-        raise ValueError("focal lengths must be positive")
+    if not (np.isfinite(fx) and np.isfinite(fy) and fx > 0 and fy > 0):
+        raise ValueError(f"focal lengths must be positive and finite, got fx {fx:g}, fy {fy:g}")
+    width = w if w else 2 * (opts.cx or 0) + 1
+    for name, f in (("fx", fx), ("fy", fy)):  # a field of view outside (1°, 179°) is no camera (and NaN downstream)
+        if width > 1 and not 0.5 * width / np.tan(np.radians(89.5)) <= f <= 0.5 * width / np.tan(np.radians(0.5)):
+            fov = float(np.degrees(2 * np.arctan(0.5 * width / f)))
+            raise ValueError(f"{name} {f:g} px gives a {fov:.3g}° field of view across {width:g} px; it must lie "
+                             f"between 1° and 179°")
     cx = opts.cx if opts.cx is not None else (w - 1) / 2
     cy = opts.cy if opts.cy is not None else (h - 1) / 2
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
@@ -191,8 +198,10 @@ def propose(model, tracks: TrackSet, opts: ReconstructOptions, precision: str, t
         window_model = model
         if opts.finetune_steps > 0:
             t0 = time.perf_counter()
-            window_model, report = finetune(model, sub, opts.finetune_steps, device=opts.device,
-                                            progress=opts.progress)
+            window_model, report = finetune(
+                model, sub, opts.finetune_steps, device=opts.device, progress=opts.progress,
+                on_step=lambda step, steps: progress(0.3 + 0.5 * (done + 0.9 * step / steps) / len(spans),
+                                                     f"fine-tuning window {done + 1}/{len(spans)}"))
             tune_s += time.perf_counter() - t0
             reports.append(report.to_dict())
         t0 = time.perf_counter()

@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = ["VideoError", "VideoInfo", "Clip", "probe_video", "read_video", "VIDEO_SUFFIXES", "IMAGE_SUFFIXES"]
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -120,8 +120,9 @@ def _decode(path: Path):
         raise VideoError(f"{path}: cannot decode video ({type(exc).__name__}: {exc})") from None
 
 
-def probe_video(path: str | Path) -> VideoInfo:
-    """Frame count, fps and size of a video file or frame folder (decodes a file only when its header has no count)."""
+def probe_video(path: str | Path, count_limit: int | None = None) -> VideoInfo:
+    """Frame count, fps and size of a video file or frame folder. A file whose header has no count is counted by
+    its packets (demuxed, not decoded), stopping at ``count_limit`` + 1 (then "more than the limit")."""
     path = Path(path)
     _check_source(path)
     if path.is_dir():
@@ -137,12 +138,15 @@ def probe_video(path: str | Path) -> VideoInfo:
             stream = container.streams.video[0]
             fps = float(stream.average_rate) if stream.average_rate else None
             n, w, h = int(stream.frames or 0), stream.codec_context.width, stream.codec_context.height
+            if n <= 0:
+                for packet in container.demux(stream):
+                    n += packet.size > 0
+                    if count_limit is not None and n > count_limit:
+                        break
     except VideoError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise VideoError(f"{path}: cannot open video ({type(exc).__name__}: {exc})") from None
-    if n <= 0:
-        n = sum(1 for _ in _decode(path))
     if n <= 0 or not w or not h:
         raise VideoError(f"{path}: video holds no frames")
     return VideoInfo(path, n, fps, w, h)

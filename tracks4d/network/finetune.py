@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -33,11 +34,13 @@ class FinetuneReport:
 
 
 def finetune(model: TracksTo4D, tracks: TrackSet, steps: int, *, lr: float = 1e-4, device: str = "cpu",
-             intrinsics=None, progress: bool = True) -> tuple[TracksTo4D, FinetuneReport]:
+             intrinsics=None, progress: bool = True,
+             on_step: Callable[[int, int], None] | None = None) -> tuple[TracksTo4D, FinetuneReport]:
     """Adam on the TracksTo4D loss of this clip for ``steps`` steps (the paper: 500 pets, 100 out-of-domain).
 
     tracks: the clip (pixel intrinsics from it, or ``intrinsics`` (3, 3)/(N, 3, 3)) → (a fine-tuned copy of ``model``
-    holding the weights of the lowest loss seen, in eval mode; report).
+    holding the weights of the lowest loss seen, in eval mode; report). on_step(step, steps) is told after each
+    update (a service reports it as the job's progress).
     """
     if steps < 1:
         raise ValueError(f"finetune steps must be >= 1, got {steps}")
@@ -61,5 +64,7 @@ def finetune(model: TracksTo4D, tracks: TrackSet, steps: int, *, lr: float = 1e-
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if on_step is not None:
+            on_step(step + 1, steps)
     tuned.load_state_dict(best_state)
     return tuned.eval(), FinetuneReport(steps, initial, best_loss, best_step, time.perf_counter() - start)
