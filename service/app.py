@@ -22,6 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import tracks4d
 
@@ -149,7 +150,10 @@ def _summary_or_404(store: JobStore, job) -> JSONResponse:
 
 async def _from_upload(request: Request, folder, settings: Settings) -> tuple[ReconstructParams, str, str, float]:
     """Save the multipart ``file`` into ``folder`` under a name of ours; (params, kind, file name, N·P)."""
-    form = await request.form(max_files=1, max_fields=20)
+    try:
+        form = await request.form(max_files=1, max_fields=40)
+    except StarletteHTTPException as exc:  # Starlette's parser: too many fields or files, a malformed body
+        raise InputProblem(422, f"unusable multipart body: {exc.detail}") from None
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise InputProblem(422, "missing the multipart field 'file' (a video or a track .npz)")

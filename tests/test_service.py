@@ -166,6 +166,8 @@ def test_bad_inputs_get_4xx_naming_the_problem_and_the_server_stays_healthy(serv
         "too many frames: 1000000000 > 120": (413, {"files": {"file": ("t.npz", forged)}}),
         "unpack to 137.3 MB": (413, {"files": {"file": ("t.npz", budget.getvalue())}}),
         "the array 'tracks' is truncated or corrupt": (422, {"files": {"file": ("t.npz", truncated)}}),
+        "unusable multipart body: Too many fields": (422, {"files": {"file": ("t.npz", truncated)},
+                                                           "data": {f"field{i}": "1" for i in range(50)}}),
         "over the limit": (413, {"files": {"file": ("big.npz", b"PK\x03\x04" + bytes(3 * 2**20))}}),
         "unsupported file type": (415, {"files": {"file": ("clip.mp4", b"just some text, not a video" * 20)}}),
         "undecodable video": (422, {"files": {"file": ("clip.mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(4000))}}),

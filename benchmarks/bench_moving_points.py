@@ -1,0 +1,147 @@
+"""Moving points on generated clips with exact ground truth: how well the reconstruction places what moves, beside
+references that show what a prior would give (issue 14).
+
+    python benchmarks/bench_moving_points.py [CHECKPOINT] [--set held-out|tune|both] [--frames 50]
+
+Scenes come from the synthetic generator (``training.synthetic``, noisy tracks, every seeded track) with camera paths
+orbit, walk, pan and static; tuning seeds 6_100_000 + i, held-out seeds 6_000_000 + i (never tuned on). Per scene,
+``run_pipeline(tracks, bundle_adjust=True)`` is scored on the visible entries of the tracks on movers:
+
+- ``pct10``: share of moving point-frames whose 3D error is within 10 % of the scene's median static depth, after the
+  Sim(3) that best aligns our camera centres and static points with the true ones (defined for a fixed camera too);
+- ``dyn AbsRel``: depth AbsRel of moving entries, each frame scaled by the median ratio of its static entries (the
+  moving points' depth relative to the static scene around them — what the 3D error above depends on);
+- ``all AbsRel``: depth AbsRel of every visible entry, per-frame median scaling; ``AUC γ``: movers against static.
+
+References in the same rows (true cameras, no alignment): ``frozen`` — every point frozen where it was first seen (a
+moving point keeps its first position); ``near static`` — a moving point at the median true depth of the 8 static
+tracks nearest to it in the image in that frame, on its true ray. A prior worth having beats both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tracks4d.evaluation.metrics import depth_metrics, motion_auc  # noqa: E402
+from tracks4d.geometry.transforms import apply_sim3, umeyama_sim3  # noqa: E402
+from tracks4d.geometry.triangulation import bearings  # noqa: E402
+from tracks4d.network.checkpoint import default_checkpoint  # noqa: E402
+from tracks4d.network.onnx_backend import load_backend  # noqa: E402
+from tracks4d.pipeline import ReconstructOptions, resolve_backend, run_pipeline  # noqa: E402
+from training.synthetic import SceneConfig, generate_scene  # noqa: E402
+
+SCENES = ("orbit", "walk", "pan", "static")
+SEEDS = {"held-out": 6_000_000, "tune": 6_100_000}
+TOLERANCE = 0.1   # of the median static depth
+NEIGHBOURS = 8
+
+
+def scene_scale(scene) -> float:
+    static = ~scene.dynamic
+    return float(np.median(scene.depth[:, static][scene.true_visible[:, static]]))
+
+
+def pct_within(points: np.ndarray, truth: np.ndarray, mask: np.ndarray, scale: float) -> float:
+    """Share of ``mask`` entries of (N, P, 3) ``points`` within TOLERANCE × scale of ``truth``."""
+    error = np.linalg.norm(points - truth, axis=-1)[mask]
+    return float(np.mean(error < TOLERANCE * scale)) if error.size else float("nan")
+
+
+def aligned_points(rec, scene) -> np.ndarray:
+    """Our per-frame points in the true world: the Sim(3) fitted on camera centres and visible static points."""
+    static = (rec.visible & scene.true_visible & ~scene.dynamic[None] & np.isfinite(rec.points).all(-1))
+    src = np.concatenate([rec.camera_to_world[:, :3, 3], rec.points[static]])
+    dst = np.concatenate([scene.camera_to_world[:, :3, 3], scene.world_points[static]])
+    s, r, t = umeyama_sim3(src, dst)
+    return apply_sim3(s, r, t, rec.points.reshape(-1, 3)).reshape(rec.points.shape)
+
+
+def dynamic_abs_rel(depth: np.ndarray, scene, visible: np.ndarray) -> float:
+    """AbsRel of moving entries, each frame scaled by the median true/predicted ratio of its static entries."""
+    static, moving = visible & ~scene.dynamic[None], visible & scene.dynamic[None]
+    errors = []
+    for t in range(depth.shape[0]):
+        if not static[t].any() or not moving[t].any():
+            continue
+        ratio = np.median(scene.depth[t, static[t]] / depth[t, static[t]])
+        errors.append(np.abs(ratio * depth[t, moving[t]] - scene.depth[t, moving[t]]) / scene.depth[t, moving[t]])
+    return float(np.mean(np.concatenate(errors))) if errors else float("nan")
+
+
+def frozen_reference(scene) -> np.ndarray:
+    """(N, P, 3): every track frozen at its true position in the first frame that truly sees it."""
+    first = scene.true_visible.argmax(0)
+    return np.broadcast_to(scene.world_points[first, np.arange(len(first))], scene.world_points.shape)
+
+
+def near_static_reference(scene) -> np.ndarray:
+    """(N, P, 3): moving points at the median true depth of their NEIGHBOURS nearest static tracks (in the image),
+    on their true rays; static points exact."""
+    out = scene.world_points.copy()
+    k = scene.tracks.intrinsics_per_frame()
+    rays = bearings(scene.tracks.tracks.astype(np.float64), k)
+    rays = rays / rays[..., 2:]
+    c2w = scene.camera_to_world
+    for t in range(scene.depth.shape[0]):
+        static = np.flatnonzero(scene.true_visible[t] & ~scene.dynamic)
+        moving = np.flatnonzero(scene.true_visible[t] & scene.dynamic)
+        if static.size == 0 or moving.size == 0:
+            continue
+        pix = scene.tracks.tracks[t]
+        dist = np.linalg.norm(pix[moving, None] - pix[None, static], axis=-1)
+        nearest = static[np.argsort(dist, axis=1)[:, :NEIGHBOURS]]
+        depth = np.median(scene.depth[t, nearest], axis=1)
+        cam = rays[t, moving] * depth[:, None]
+        out[t, moving] = cam @ c2w[t, :3, :3].T + c2w[t, :3, 3]
+    return out
+
+
+def score(rec, scene) -> dict:
+    moving = rec.visible & scene.true_visible & scene.dynamic[None]
+    scale = scene_scale(scene)
+    return {
+        "pct10": pct_within(aligned_points(rec, scene), scene.world_points, moving, scale),
+        "dyn_abs_rel": dynamic_abs_rel(rec.depth, scene, rec.visible & scene.true_visible & (rec.depth > 0)),
+        "all_abs_rel": depth_metrics(rec.depth, scene.depth, rec.visible & scene.true_visible)["abs_rel"],
+        "auc": motion_auc(rec.motion_level, scene.dynamic),
+        "frozen": pct_within(frozen_reference(scene), scene.world_points, moving, scale),
+        "near_static": pct_within(near_static_reference(scene), scene.world_points, moving, scale),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", nargs="?", default=None)
+    ap.add_argument("--set", choices=("held-out", "tune", "both"), default="held-out")
+    ap.add_argument("--frames", type=int, default=50)
+    ap.add_argument("--scenes", type=int, default=2, help="scenes per camera path")
+    args = ap.parse_args()
+    checkpoint = args.checkpoint or default_checkpoint("cpu")
+    opts = ReconstructOptions(checkpoint=checkpoint, bundle_adjust=True, progress=False)
+    network = load_backend(checkpoint, resolve_backend(opts), opts.device)
+    print(f"{'set':>8s} {'scene':>12s} {'movers':>6s} | {'pct10':>6s} {'dynAbsRel':>9s} {'allAbsRel':>9s} "
+          f"{'AUC γ':>6s} | {'frozen':>6s} {'near st':>7s}")
+    for name in (("held-out", "tune") if args.set == "both" else (args.set,)):
+        rows = []
+        for i, kind in enumerate(k for k in SCENES for _ in range(args.scenes)):
+            scene = generate_scene(SEEDS[name] + i, replace(SceneConfig(), camera=kind, n_frames=args.frames))
+            rec = run_pipeline(scene.tracks, opts, network=network).reconstruction
+            row = score(rec, scene)
+            rows.append(row)
+            print(f"{name:>8s} {kind + ' ' + str(i):>12s} {scene.dynamic.mean():6.2f} | {row['pct10']:6.3f} "
+                  f"{row['dyn_abs_rel']:9.3f} {row['all_abs_rel']:9.3f} {row['auc']:6.3f} | {row['frozen']:6.3f} "
+                  f"{row['near_static']:7.3f}", flush=True)
+        mean = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+        print(f"{name:>8s} {'mean':>12s} {'':6s} | {mean['pct10']:6.3f} {mean['dyn_abs_rel']:9.3f} "
+              f"{mean['all_abs_rel']:9.3f} {mean['auc']:6.3f} | {mean['frozen']:6.3f} {mean['near_static']:7.3f}")
+
+
+if __name__ == "__main__":
+    main()
