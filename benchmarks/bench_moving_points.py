@@ -29,7 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tracks4d.contracts import Cameras  # noqa: E402
 from tracks4d.evaluation.metrics import depth_metrics, motion_auc  # noqa: E402
+from tracks4d.geometry.ground import GroundPlane, contact_depth, fit_ground, group_objects  # noqa: E402
 from tracks4d.geometry.transforms import apply_sim3, umeyama_sim3  # noqa: E402
 from tracks4d.geometry.triangulation import bearings  # noqa: E402
 from tracks4d.network.checkpoint import default_checkpoint  # noqa: E402
@@ -54,13 +56,43 @@ def pct_within(points: np.ndarray, truth: np.ndarray, mask: np.ndarray, scale: f
     return float(np.mean(error < TOLERANCE * scale)) if error.size else float("nan")
 
 
-def aligned_points(rec, scene) -> np.ndarray:
-    """Our per-frame points in the true world: the Sim(3) fitted on camera centres and visible static points."""
+def to_truth(rec, scene):
+    """x ↦ our world in the true one: the Sim(3) fitted on camera centres and visible static points."""
     static = (rec.visible & scene.true_visible & ~scene.dynamic[None] & np.isfinite(rec.points).all(-1))
     src = np.concatenate([rec.camera_to_world[:, :3, 3], rec.points[static]])
     dst = np.concatenate([scene.camera_to_world[:, :3, 3], scene.world_points[static]])
     s, r, t = umeyama_sim3(src, dst)
-    return apply_sim3(s, r, t, rec.points.reshape(-1, 3)).reshape(rec.points.shape)
+    return lambda x: apply_sim3(s, r, t, x.reshape(-1, 3)).reshape(x.shape)
+
+
+def points_from_depth(tracks, cameras: Cameras, depth: np.ndarray) -> np.ndarray:
+    """(N, P, 3) world points at camera-frame ``depth`` on the tracks' rays (NaN where depth is)."""
+    rays = bearings(tracks.astype(np.float64), cameras.intrinsics)
+    cam = rays / rays[..., 2:] * depth[..., None]
+    c2w = cameras.camera_to_world
+    return np.einsum("nij,npj->npi", c2w[:, :3, :3], cam) + c2w[:, None, :3, 3]
+
+
+def contact_references(rec, scene) -> tuple[float, float, float]:
+    """pct10 of the ground-contact prior alone (moving entries without an estimate count as misses): with true
+    cameras, plane and objects; with ours (cameras, static points, moving set) — and the share it covers."""
+    tracks, visible = scene.tracks.tracks, scene.tracks.visible
+    moving = rec.visible & scene.true_visible & scene.dynamic[None]
+    scale = scene_scale(scene)
+    size = tuple(int(v) for v in scene.tracks.image_size)
+    truth = Cameras(np.linalg.inv(scene.camera_to_world), scene.tracks.intrinsics_per_frame())
+    depth = contact_depth(tracks, visible, truth, GroundPlane(np.array([0.0, 0.0, 1.0]), 0.0, 0), scene.object_id,
+                          size)
+    true_pct = pct_within(np.nan_to_num(points_from_depth(tracks, truth, depth), nan=1e9), scene.world_points,
+                          moving, scale)
+    ours = Cameras(rec.world_to_camera, rec.intrinsics)
+    static = np.asarray(rec.meta["static_mask"], bool)
+    plane = fit_ground(rec.static_points[static], ours)
+    labels = group_objects(tracks, visible, ~static, float(np.hypot(*size)))
+    depth = contact_depth(tracks, visible, ours, plane, labels, size)
+    estimated = to_truth(rec, scene)(points_from_depth(tracks, ours, depth))
+    est_pct = pct_within(np.nan_to_num(estimated, nan=1e9), scene.world_points, moving, scale)
+    return true_pct, est_pct, float(np.isfinite(depth)[moving].mean())
 
 
 def dynamic_abs_rel(depth: np.ndarray, scene, visible: np.ndarray) -> float:
@@ -107,12 +139,13 @@ def score(rec, scene) -> dict:
     moving = rec.visible & scene.true_visible & scene.dynamic[None]
     scale = scene_scale(scene)
     return {
-        "pct10": pct_within(aligned_points(rec, scene), scene.world_points, moving, scale),
+        "pct10": pct_within(to_truth(rec, scene)(rec.points), scene.world_points, moving, scale),
         "dyn_abs_rel": dynamic_abs_rel(rec.depth, scene, rec.visible & scene.true_visible & (rec.depth > 0)),
         "all_abs_rel": depth_metrics(rec.depth, scene.depth, rec.visible & scene.true_visible)["abs_rel"],
         "auc": motion_auc(rec.motion_level, scene.dynamic),
         "frozen": pct_within(frozen_reference(scene), scene.world_points, moving, scale),
         "near_static": pct_within(near_static_reference(scene), scene.world_points, moving, scale),
+        **dict(zip(("contact_true", "contact_est", "contact_cover"), contact_references(rec, scene))),
     }
 
 
@@ -127,7 +160,7 @@ def main() -> None:
     opts = ReconstructOptions(checkpoint=checkpoint, bundle_adjust=True, progress=False)
     network = load_backend(checkpoint, resolve_backend(opts), opts.device)
     print(f"{'set':>8s} {'scene':>12s} {'movers':>6s} | {'pct10':>6s} {'dynAbsRel':>9s} {'allAbsRel':>9s} "
-          f"{'AUC γ':>6s} | {'frozen':>6s} {'near st':>7s}")
+          f"{'AUC γ':>6s} | {'frozen':>6s} {'near st':>7s} {'gc true':>7s} {'gc est':>6s} {'cover':>5s}")
     for name in (("held-out", "tune") if args.set == "both" else (args.set,)):
         rows = []
         for i, kind in enumerate(k for k in SCENES for _ in range(args.scenes)):
@@ -137,10 +170,12 @@ def main() -> None:
             rows.append(row)
             print(f"{name:>8s} {kind + ' ' + str(i):>12s} {scene.dynamic.mean():6.2f} | {row['pct10']:6.3f} "
                   f"{row['dyn_abs_rel']:9.3f} {row['all_abs_rel']:9.3f} {row['auc']:6.3f} | {row['frozen']:6.3f} "
-                  f"{row['near_static']:7.3f}", flush=True)
+                  f"{row['near_static']:7.3f} {row['contact_true']:7.3f} {row['contact_est']:6.3f} "
+                  f"{row['contact_cover']:5.2f}", flush=True)
         mean = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
         print(f"{name:>8s} {'mean':>12s} {'':6s} | {mean['pct10']:6.3f} {mean['dyn_abs_rel']:9.3f} "
-              f"{mean['all_abs_rel']:9.3f} {mean['auc']:6.3f} | {mean['frozen']:6.3f} {mean['near_static']:7.3f}")
+              f"{mean['all_abs_rel']:9.3f} {mean['auc']:6.3f} | {mean['frozen']:6.3f} {mean['near_static']:7.3f} "
+              f"{mean['contact_true']:7.3f} {mean['contact_est']:6.3f} {mean['contact_cover']:5.2f}")
 
 
 if __name__ == "__main__":

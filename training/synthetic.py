@@ -92,7 +92,8 @@ class SyntheticScene:
     query_frame (P,) and ground_truth (world_to_camera (N, 4, 4), depth (N, P), dynamic (N, P)) ·
     camera_to_world: (N, 4, 4) float64 · world_points: (N, P, 3) float64 true surface point of each track ·
     depth: (N, P) float64 true camera-frame z · dynamic: (P,) bool, track on a mover ·
-    true_visible: (N, P) bool before tracker noise · camera_kind: one of CAMERA_KINDS.
+    true_visible: (N, P) bool before tracker noise · camera_kind: one of CAMERA_KINDS · object_id: (P,) int, the
+    mover each track lies on (0, 1, … in the order they were made), −1 for static tracks.
     """
 
     tracks: TrackSet
@@ -103,6 +104,7 @@ class SyntheticScene:
     true_visible: np.ndarray
     camera_kind: str
     mover_kinds: tuple[str, ...] = field(default=())
+    object_id: np.ndarray | None = None
 
     @property
     def intrinsics(self) -> np.ndarray:
@@ -176,7 +178,8 @@ class _Parts:
     sphere · sheets: unit square displaced along local z by a wave height (world units, scale z = 1).
 
     rotation: (N, K, 3, 3) · translation: (N, K, 3) · scale: (N, K, 3) · kind: (K,) int · dynamic: (K,) bool ·
-    waves: one _Wave per sheet part · radius: (N, K) bounding-sphere radius about the translation.
+    waves: one _Wave per sheet part · radius: (N, K) bounding-sphere radius about the translation · owner: (K,)
+    the object (add/add_group call) of each part.
     """
 
     rotation: np.ndarray
@@ -186,6 +189,7 @@ class _Parts:
     dynamic: np.ndarray
     waves: list["_Wave"]
     radius: np.ndarray
+    owner: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -235,6 +239,7 @@ class _PartList:
     def __init__(self, n_frames: int):
         self.n = n_frames
         self.rotation, self.translation, self.scale, self.kind, self.dynamic = [], [], [], [], []
+        self.owner: list[int] = []  # per part: the add/add_group call (one object) it came from
         self.waves: list[_Wave] = []
 
     def add(self, kind: int, rotation, translation, scale, dynamic: bool) -> int:
@@ -249,6 +254,7 @@ class _PartList:
         self.rotation.append(np.broadcast_to(rotation, (self.n, count, 3, 3)))
         self.translation.append(np.broadcast_to(translation, (self.n, count, 3)))
         self.scale.append(np.broadcast_to(scale, (self.n, count, 3)))
+        self.owner += [max(self.owner, default=-1) + 1] * count
         self.kind += [kind] * count
         self.dynamic += [dynamic] * count
         return len(self.kind) - count
@@ -259,7 +265,7 @@ class _PartList:
         for wave in self.waves:
             radius[:, wave.part] = np.hypot(np.hypot(scale[:, wave.part, 0], scale[:, wave.part, 1]), wave.max_height)
         return _Parts(np.concatenate(self.rotation, 1), np.concatenate(self.translation, 1), scale, kind,
-                      np.array(self.dynamic), self.waves, radius)
+                      np.array(self.dynamic), self.waves, radius, np.array(self.owner))
 
 
 @dataclass
@@ -576,8 +582,11 @@ def _assemble(world: _World, cand: _Candidates) -> SyntheticScene:
     truth = GroundTruth(world.world_to_camera, cand.depth, np.broadcast_to(dynamic, (n, len(dynamic))))
     tracks = TrackSet(cand.observed_pixels, cand.observed_visible, np.broadcast_to(world.intrinsics, (n, 3, 3)),
                       np.array(world.image_size), cand.query, truth, source="synthetic")
+    owner = world.parts.owner[cand.part]
+    movers = np.unique(owner[dynamic])
+    object_id = np.where(dynamic, np.searchsorted(movers, owner), -1)
     return SyntheticScene(tracks, world.camera_to_world, cand.world_points, cand.depth, dynamic, cand.true_visible,
-                          world.camera_kind, world.mover_kinds)
+                          world.camera_kind, world.mover_kinds, object_id)
 
 
 def _surface_points(parts: _Parts, tau: np.ndarray, part: np.ndarray, local: np.ndarray) -> np.ndarray:

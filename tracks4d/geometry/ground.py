@@ -1,0 +1,159 @@
+"""Ground contact: a thing that stands on the ground is as far as the point where its lowest visible point's ray
+meets the ground plane (issue 14's classical prior for moving points).
+
+1. :func:`fit_ground`: the ground plane from the static points — RANSAC over planes whose normal is near the
+   cameras' up direction, the one most points stand above (the cameras too), refitted on its inliers; None when no
+   plane holds enough points (no visible ground).
+2. :func:`group_objects`: moving tracks grouped into objects — tracks that stay close in the image over the frames
+   they share, joined transitively.
+3. :func:`contact_depth`: per object and frame, the lowest visible track's ray meets the plane (the contact); the
+   object is taken as an upright board through the contact, facing the camera, and every track of the object gets
+   the depth where its ray meets the board. Contact distances are median-filtered over time. No estimate (NaN)
+   where there is no plane, the contact lies at the image's bottom edge (the object is cut off) or behind the
+   camera.
+
+World units are those of the cameras; "up" is the cameras' mean −y axis (images have y down).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import median_filter
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from ..contracts import Cameras
+from .triangulation import bearings
+
+__all__ = ["GroundPlane", "fit_ground", "group_objects", "contact_depth"]
+
+MAX_TILT_DEG = 35.0         # the ground's normal lies within this of the cameras' up direction
+INLIER_SHARE = 0.01         # plane inliers: within this × the median camera-to-point distance
+MIN_INLIERS = 20
+ABOVE_SHARE = 0.9           # the ground: at least this share of the static points stand above it (or on it)
+RANSAC_ITERATIONS = 400
+PROXIMITY = 0.08            # tracks of one object: median image distance below this × the image diagonal
+MIN_SHARED = 3              # frames two tracks must share to be compared
+BOTTOM_MARGIN = 0.02        # a lowest point this close (× image height) to the bottom edge: the object is cut off
+SMOOTH_FRAMES = 5           # median filter of each object's contact distance over time
+
+
+@dataclass
+class GroundPlane:
+    """n·x + d = 0, n (3,) unit pointing up · inliers: static points on it."""
+
+    normal: np.ndarray
+    offset: float
+    inliers: int
+
+    def height(self, points: np.ndarray) -> np.ndarray:
+        return points @ self.normal + self.offset
+
+
+def _up(cameras: Cameras) -> np.ndarray:
+    up = -cameras.camera_to_world[:, :3, 1].mean(0)
+    return up / np.linalg.norm(up)
+
+
+def fit_ground(points: np.ndarray, cameras: Cameras, seed: int = 0) -> GroundPlane | None:
+    """The ground plane of (M, 3) static world points (NaN rows ignored) under ``cameras`` (module docstring)."""
+    points = points[np.isfinite(points).all(1)]
+    if len(points) < MIN_INLIERS:
+        return None
+    up, centres = _up(cameras), cameras.centres
+    tolerance = INLIER_SHARE * float(np.median(np.linalg.norm(points - centres.mean(0), axis=1)))
+    rng = np.random.default_rng(seed)
+    best, best_count = None, 0
+    for _ in range(RANSAC_ITERATIONS):
+        a, b, c = points[rng.choice(len(points), 3, replace=False)]
+        normal = np.cross(b - a, c - a)
+        if np.linalg.norm(normal) < 1e-12:
+            continue
+        normal = normal / np.linalg.norm(normal) * np.sign(normal @ up or 1.0)
+        if np.degrees(np.arccos(np.clip(normal @ up, -1, 1))) > MAX_TILT_DEG:
+            continue
+        offset = -normal @ a
+        height = points @ normal + offset
+        count = int((np.abs(height) < tolerance).sum())
+        if count > best_count and (height > -tolerance).mean() >= ABOVE_SHARE and (centres @ normal + offset > 0).all():
+            best, best_count = (normal, offset), count
+    if best is None or best_count < MIN_INLIERS:
+        return None
+    normal, offset = best
+    on = np.abs(points @ normal + offset) < tolerance
+    centre = points[on].mean(0)
+    _, _, vt = np.linalg.svd(points[on] - centre)
+    refit = vt[2] * np.sign(vt[2] @ normal)
+    return GroundPlane(refit, float(-refit @ centre), int(on.sum()))
+
+
+def group_objects(tracks: np.ndarray, visible: np.ndarray, moving: np.ndarray, diagonal_px: float) -> np.ndarray:
+    """(P,) int object label of each moving track (−1 for the others): tracks whose median image distance over
+    ≥ ``MIN_SHARED`` shared frames is below ``PROXIMITY`` × ``diagonal_px``, joined transitively.
+
+    tracks (N, P, 2) px · visible (N, P) bool · moving (P,) bool."""
+    index = np.flatnonzero(moving)
+    labels = np.full(tracks.shape[1], -1)
+    if index.size == 0:
+        return labels
+    xy, seen = tracks[:, index].astype(np.float64), visible[:, index]
+    rows, cols = [], []
+    for i in range(index.size):
+        shared = seen[:, i:i + 1] & seen[:, i:]
+        distance = np.linalg.norm(xy[:, i:i + 1] - xy[:, i:], axis=-1)
+        median = np.array([np.median(distance[shared[:, j], j]) if shared[:, j].sum() >= MIN_SHARED else np.inf
+                           for j in range(shared.shape[1])])
+        close = np.flatnonzero(median < PROXIMITY * diagonal_px) + i
+        rows += [i] * close.size
+        cols += close.tolist()
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(index.size, index.size))
+    _, components = connected_components(graph, directed=False)
+    labels[index] = components
+    return labels
+
+
+def contact_depth(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, plane: GroundPlane | None,
+                  labels: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """(N, P) camera-frame depth of every labelled track from its object's ground contact (module docstring), NaN
+    where there is no estimate.
+
+    tracks (N, P, 2) px · visible (N, P) bool · labels (P,) from :func:`group_objects` · image_size (W, H)."""
+    n, p = visible.shape
+    depth = np.full((n, p), np.nan)
+    if plane is None or (labels < 0).all():
+        return depth
+    rays_cam = bearings(tracks.astype(np.float64), cameras.intrinsics)          # (N, P, 3) unit, camera frame
+    c2w = cameras.camera_to_world
+    rays = np.einsum("nij,npj->npi", c2w[:, :3, :3], rays_cam)                # world directions
+    centres = c2w[:, :3, 3]
+    bottom = image_size[1] - 1 - BOTTOM_MARGIN * image_size[1]
+    for label in np.unique(labels[labels >= 0]):
+        members = np.flatnonzero(labels == label)
+        contact = np.full(n, np.nan)                    # distance along the lowest track's ray to the ground
+        lowest = np.full(n, -1)
+        for t in range(n):
+            seen = members[visible[t, members]]
+            if seen.size == 0:
+                continue
+            low = seen[np.argmax(tracks[t, seen, 1])]
+            if tracks[t, low, 1] > bottom:
+                continue                                # cut off by the image's edge: its contact is not seen
+            along = -(plane.height(centres[t]) / (rays[t, low] @ plane.normal))
+            if along > 0:
+                contact[t], lowest[t] = along, low
+        known = np.isfinite(contact)
+        if known.sum() >= SMOOTH_FRAMES:
+            filled = np.interp(np.arange(n), np.flatnonzero(known), contact[known])
+            contact = np.where(known, median_filter(filled, SMOOTH_FRAMES, mode="nearest"), np.nan)
+        for t in np.flatnonzero(np.isfinite(contact)):
+            seen = members[visible[t, members]]
+            point = centres[t] + contact[t] * rays[t, lowest[t]]
+            facing = centres[t] - point
+            facing -= (facing @ plane.normal) * plane.normal                      # horizontal: an upright board
+            facing /= max(np.linalg.norm(facing), 1e-12)
+            along = ((point - centres[t]) @ facing) / (rays[t, seen] @ facing)
+            ok = along > 0
+            depth[t, seen[ok]] = along[ok] * rays_cam[t, seen[ok], 2]
+    return depth
