@@ -43,13 +43,14 @@ class Server:
 
     def wait_alive(self, timeout: float = 180) -> None:
         """Until ``/healthz`` answers (the server is up; the model may still be loading)."""
-        self._wait(lambda: self.client.get("/healthz").status_code == 200, timeout, "alive", poll=0.02)
+        self.wait_for(lambda: self.client.get("/healthz").status_code == 200, timeout, "alive", poll=0.02)
 
     def wait_ready(self, timeout: float = 180) -> None:
         """Until ``/readyz`` answers 200 (the model is loaded)."""
-        self._wait(lambda: self.client.get("/readyz").status_code == 200, timeout, "ready")
+        self.wait_for(lambda: self.client.get("/readyz").status_code == 200, timeout, "ready")
 
-    def _wait(self, condition, timeout: float, what: str, poll: float = 0.2) -> None:
+    def wait_for(self, condition, timeout: float, what: str, poll: float = 0.2) -> None:
+        """Until ``condition()`` holds (connection errors count as not yet); TimeoutError naming ``what``."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.process.poll() is not None:

@@ -286,7 +286,7 @@ def test_a_model_that_cannot_load_is_reported_not_retried(tmp_path):
     broken.write_bytes(b"not a checkpoint" * 10)
     srv = Server(tmp_path / "data", wait=False, checkpoint=broken, **LIMITS)
     try:
-        srv._wait(lambda: "failed to load" in srv.client.get("/readyz").text, 300, "broken")
+        srv.wait_for(lambda: "failed to load" in srv.client.get("/readyz").text, 300, "broken")
         ready = srv.client.get("/readyz")
         assert ready.status_code == 503 and "broken.pt" in ready.json()["detail"]
         r = srv.client.post("/reconstruct", json=json_body(small_tracks(3)))

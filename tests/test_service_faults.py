@@ -5,6 +5,7 @@ generous limits."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import signal
@@ -16,10 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
-import httpx
 import numpy as np
 import pytest
 from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from service.app import Metrics, _Counting
@@ -217,8 +218,6 @@ def test_counting_sees_exceptions_and_keeps_disconnects_visible():
 
     async def disconnected(request):
         seen["disconnected"] = await request.is_disconnected()
-        from starlette.responses import PlainTextResponse
-
         return PlainTextResponse("ok")
 
     metrics = Metrics(lambda: 0)
@@ -242,12 +241,10 @@ def test_counting_sees_exceptions_and_keeps_disconnects_visible():
             pass
         return sent
 
-    import asyncio
-
     asyncio.run(run("/boom", [{"type": "http.request", "body": b""}]))
-    text = metrics.registry.get_sample_value("tracks4d_http_requests_total",
-                                             {"method": "GET", "route": "/boom", "status": "500"})
-    assert text == 1.0
+    counted = metrics.registry.get_sample_value("tracks4d_http_requests_total",
+                                                {"method": "GET", "route": "/boom", "status": "500"})
+    assert counted == 1.0
     asyncio.run(run("/gone", []))
     assert seen["disconnected"] is True
 
