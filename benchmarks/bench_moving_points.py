@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tracks4d.contracts import Cameras  # noqa: E402
 from tracks4d.evaluation.metrics import depth_metrics, motion_auc  # noqa: E402
 from tracks4d.geometry.ground import GroundPlane, contact_depth, fit_ground, group_objects  # noqa: E402
-from tracks4d.geometry.transforms import apply_sim3, umeyama_sim3  # noqa: E402
+from tracks4d.geometry.points import on_rays  # noqa: E402
+from tracks4d.geometry.transforms import apply_sim3, transform_points, umeyama_sim3  # noqa: E402
 from tracks4d.geometry.triangulation import bearings  # noqa: E402
 from tracks4d.network.checkpoint import default_checkpoint  # noqa: E402
 from tracks4d.network.onnx_backend import load_backend  # noqa: E402
@@ -67,10 +68,7 @@ def to_truth(rec, scene):
 
 def points_from_depth(tracks, cameras: Cameras, depth: np.ndarray) -> np.ndarray:
     """(N, P, 3) world points at camera-frame ``depth`` on the tracks' rays (NaN where depth is)."""
-    rays = bearings(tracks.astype(np.float64), cameras.intrinsics)
-    cam = rays / rays[..., 2:] * depth[..., None]
-    c2w = cameras.camera_to_world
-    return np.einsum("nij,npj->npi", c2w[:, :3, :3], cam) + c2w[:, None, :3, 3]
+    return transform_points(cameras.camera_to_world, on_rays(tracks, cameras, depth))
 
 
 def contact_references(rec, scene) -> tuple[float, float, float]:

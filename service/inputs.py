@@ -67,13 +67,18 @@ TRACK_MEMBERS = ("tracks", "visible", "intrinsics", "image_size", "query_frame",
 """The members of a track .npz the service reads (our layout and the official one); any other is never unpacked."""
 
 
+def _read_header(fh) -> tuple[tuple[int, ...], np.dtype, bool]:
+    """(shape, dtype, fortran order) of an open ``.npy`` stream, left at the start of its data."""
+    version = np.lib.format.read_magic(fh)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read(fh)
+    return shape, dtype, fortran
+
+
 def _member_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype, bool]:
     """(shape, dtype, fortran order) from a ``.npy`` member's header alone — no data is unpacked."""
     with archive.open(info) as fh:
-        version = np.lib.format.read_magic(fh)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read(fh)
-    return shape, dtype, fortran
+        return _read_header(fh)
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shape, dtype: np.dtype, fortran: bool,
@@ -81,8 +86,7 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shape, dtype: 
     """The member's array, unpacking no more than its header announces (a bomb stops there)."""
     size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     with archive.open(info) as fh:
-        version = np.lib.format.read_magic(fh)
-        (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(fh)
+        _read_header(fh)
         data = fh.read(size + 1)
     if len(data) != size:
         raise InputProblem(422, f"not a usable track file: the array '{name}' is truncated or corrupt "

@@ -55,6 +55,12 @@ def network_scale(world: np.ndarray, usable: np.ndarray, cameras: Cameras, netwo
     return per_frame
 
 
+def on_rays(tracks: np.ndarray, cameras: Cameras, depth: np.ndarray) -> np.ndarray:
+    """(N, P, 3) camera-frame points at camera-frame ``depth`` (N, P) on the rays through the ``tracks`` pixels."""
+    rays = bearings(tracks.astype(np.float64), cameras.intrinsics)
+    return rays / rays[..., 2:] * depth[..., None]
+
+
 def lift_network(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, network_camera: np.ndarray,
                  scale: np.ndarray) -> np.ndarray:
     """(N, P, 3) world points at the network's camera-frame depth × ``scale`` (N,): on the ray through the tracked
@@ -63,9 +69,7 @@ def lift_network(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, netw
     depth = scaled[..., 2]
     typical = float(np.median(depth[depth > 0])) if (depth > 0).any() else 1.0
     depth = np.where(depth > 0, depth, typical)
-    rays = bearings(tracks.astype(np.float64), cameras.intrinsics)
-    on_ray = rays / rays[..., 2:] * depth[..., None]
-    camera = np.where(visible[..., None], on_ray, scaled)
+    camera = np.where(visible[..., None], on_rays(tracks, cameras, depth), scaled)
     return transform_points(invert_rigid(cameras.world_to_camera), camera)
 
 
