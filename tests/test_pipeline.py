@@ -45,11 +45,12 @@ def test_long_clip_is_stitched(checkpoint):
     rec = run_pipeline(scene.tracks, ReconstructOptions(checkpoint=checkpoint, progress=False, finetune_steps=2),
                        on_progress=lambda fraction, stage: seen.append((fraction, stage))).reconstruction
     stages = [s for _, s in seen]
-    assert [s for s in stages if not s.startswith("fine-tuning")] == ["window 1/2", "window 2/2", "cameras", "points"]
+    assert [s for s in stages if not s.startswith("fine-tuning")] == ["window 1/2", "window 2/2", "cameras", "points",
+                                                                     "refined"]
     assert stages[:2] == ["fine-tuning window 1/2"] * 2  # each fine-tuning step is reported
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and 0.3 < fractions[0] < fractions[-1] <= 1.0
-    assert [f for f, s in seen if not s.startswith("fine-tuning")] == pytest.approx([0.55, 0.8, 0.9, 0.95])
+    assert [f for f, s in seen if not s.startswith("fine-tuning")] == pytest.approx([0.55, 0.8, 0.9, 0.93, 0.95])
     assert rec.n_frames == 90 and rec.n_points == scene.tracks.n_points
     assert len(rec.meta["stitching"]["windows"]) == 2 and len(rec.meta["finetune"]) == 2
     assert np.isfinite(rec.points).all() and "finetune_s" in rec.meta["timings"]

@@ -6,7 +6,10 @@ recorded with the stage's time in ``meta["stages"]``:
     decode → track → network (per ≤ 50-frame window, stitched: γ, points and a camera guess)
            → cameras (:func:`~tracks4d.geometry.cameras.solve_cameras`: motion model, seed, one bundle adjustment)
            → motion levels (:func:`~tracks4d.geometry.motion.motion_levels`: static-fit residuals, fused with γ)
-           → points (:func:`~tracks4d.geometry.points.place_points`: static triangulated, moving from the network)
+           → ground contact (:func:`~tracks4d.geometry.ground.ground_contact`: plane, objects, contact depth)
+           → moving depth (:func:`~tracks4d.network.conditioned.moving_depth`: the geometry-conditioned network)
+           → points (:func:`~tracks4d.geometry.points.place_points`: static triangulated, moving on their rays)
+           → refinement (:func:`~tracks4d.geometry.refine.refine_moving`: moving trajectories, cameras fixed)
 """
 
 from __future__ import annotations
@@ -23,10 +26,14 @@ import torch
 
 from .contracts import Cameras, Reconstruction, TrackSet
 from .geometry.cameras import CAMERA_INITS, CameraSolution, solve_cameras
+from .geometry.ground import GroundContact, ground_contact
 from .geometry.motion import MotionLevels, motion_levels, static_fit
 from .geometry.points import PlacedPoints, place_points
+from .geometry.refine import Refined, refine_moving
+from .geometry.transforms import transform_points
 from .io.video import Clip, read_video
-from .network.checkpoint import default_checkpoint
+from .network.checkpoint import default_checkpoint, default_moving_checkpoint
+from .network.conditioned import MovingDepth, conditioning, load_conditioned, moving_depth
 from .network.finetune import finetune
 from .network.inference import PRECISIONS, guess_intrinsics, native_bf16, run_network
 from .network.onnx_backend import load_backend
@@ -50,7 +57,10 @@ class ReconstructOptions:
     1.6–2× faster than eager torch at the same outputs —, else torch), "torch", or "onnx" (ONNX Runtime,
     :mod:`tracks4d.network.onnx_backend`; checkpoint may be
     a .onnx file; no fine-tuning) · precision: "auto" (bf16 autocast for the torch backend where the device
-    multiplies bf16 natively, :func:`~tracks4d.network.inference.native_bf16`; else fp32), "fp32" or "bf16"."""
+    multiplies bf16 natively, :func:`~tracks4d.network.inference.native_bf16`; else fp32), "fp32" or "bf16" ·
+    moving_checkpoint: the geometry-conditioned network that places moving points (None: the shipped one,
+    :func:`~tracks4d.network.checkpoint.default_moving_checkpoint`; "none": the first network's points instead) ·
+    refine: the per-clip refinement of moving trajectories."""
 
     checkpoint: str | Path | None = None
     device: str = "cpu"
@@ -75,6 +85,8 @@ class ReconstructOptions:
     overlap: int = 10
     window_tracks: int = 800
     precision: str = "auto"
+    moving_checkpoint: str | Path | None = None
+    refine: bool = True
     progress: bool = True
 
 
@@ -219,6 +231,63 @@ def propose(model, tracks: TrackSet, opts: ReconstructOptions, precision: str, t
     return proposal, reports
 
 
+def image_size_of(tracks: TrackSet) -> tuple[int, int]:
+    """(W, H) of the tracks' images: as stored, else the tracks' extent."""
+    if tracks.image_size is not None:
+        return tuple(int(v) for v in tracks.image_size)
+    seen = tracks.tracks[tracks.visible]
+    return (int(np.ceil(seen[:, 0].max())) + 1, int(np.ceil(seen[:, 1].max())) + 1) if seen.size else (1, 1)
+
+
+def static_world(fitted: np.ndarray, motion: MotionLevels, rotation_only: bool) -> np.ndarray:
+    """(P, 3) triangulated world points of the static tracks, NaN elsewhere (all NaN without parallax)."""
+    if rotation_only:
+        return np.full(fitted.shape, np.nan)
+    return np.where(motion.static[:, None] & np.isfinite(fitted).all(1, keepdims=True), fitted, np.nan)
+
+
+def place_moving(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, static_points: np.ndarray,
+                 contact: GroundContact, moving_checkpoint: Path | None, opts: ReconstructOptions
+                 ) -> MovingDepth | None:
+    """Moving-depth stage: the geometry-conditioned network on what geometry knows (cameras, motion scores, static
+    depth, ground contact), windowed like the first network; None without a conditioned checkpoint."""
+    if moving_checkpoint is None:
+        return None
+    model, _ = _conditioned(str(moving_checkpoint), str(opts.device))
+    z = transform_points(cameras.world_to_camera, np.nan_to_num(static_points))[..., 2]
+    known = np.isfinite(static_points).all(1)[None] & tracks.visible & (z > 0)
+    score = np.log(np.maximum(motion.residual_px, 1e-3) / motion.noise_px)
+    cond = conditioning(tracks.tracks, tracks.visible, cameras, score, np.where(known, z, np.nan), contact.depth,
+                        contact.plane)
+    return moving_depth(model, cond, window_spans(tracks.n_frames, opts.window, opts.overlap), opts.device)
+
+
+_LOADED: dict = {}
+
+
+def _conditioned(path: str, device: str):
+    """The conditioned network of ``path`` on ``device``, loaded once per process."""
+    if (path, device) not in _LOADED:
+        _LOADED[(path, device)] = load_conditioned(path, device)
+    return _LOADED[(path, device)]
+
+
+def refine(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, placed: PlacedPoints,
+           moving: MovingDepth | None) -> tuple[PlacedPoints, Refined | None]:
+    """Refinement stage: the moving tracks' trajectories optimised with the cameras fixed (reprojection, smoothness,
+    a pull towards the placed depth weighted by the network's certainty)."""
+    index = np.flatnonzero(~motion.static)
+    if index.size == 0:
+        return placed, None
+    sigma = moving.sigma[:, index] if moving is not None else np.full((tracks.n_frames, index.size), 0.3)
+    refined = refine_moving(placed.points[:, index], tracks.tracks[:, index], tracks.visible[:, index], cameras,
+                            placed.depth[:, index], sigma)
+    points = placed.points.copy()
+    points[:, index] = refined.points
+    depth = transform_points(cameras.world_to_camera, points)[..., 2]
+    return PlacedPoints(points, placed.static_points, depth, placed.observed, placed.scale), refined
+
+
 def assemble(tracks: TrackSet, solution: CameraSolution, motion: MotionLevels, placed: PlacedPoints,
              proposal: Reconstruction, meta: dict) -> Reconstruction:
     """The output: the stages' results in the reconstruction contract (DESIGN §4). The network's bases and
@@ -250,6 +319,11 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
     with _timed(timings, "load_model"):
         model, payload = network if network is not None else load_backend(checkpoint, backend, opts.device)
     precision = resolve_precision(opts, model)
+    moving_checkpoint = (default_moving_checkpoint() if opts.moving_checkpoint is None else
+                         None if str(opts.moving_checkpoint).lower() == "none" else Path(opts.moving_checkpoint))
+    if moving_checkpoint is not None:
+        with _timed(timings, "load_moving_model"):
+            _conditioned(str(moving_checkpoint), str(opts.device))
 
     tracks, clip = read_tracks(source, opts, timings, progress)
     tracks, known = with_intrinsics(tracks, opts)
@@ -265,10 +339,21 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
         fitted, errors = static_fit(tracks.tracks, tracks.visible, solution.cameras, solution.rotation_only)
         focal = float(np.mean(solution.cameras.intrinsics[:, [0, 1], [0, 1]]))
         motion = motion_levels(errors, tracks.visible, focal, proposal.motion_level, opts.ba_gamma)
+    with _timed(timings, "contact"):
+        static_points = static_world(fitted, motion, solution.rotation_only)
+        contact = ground_contact(tracks.tracks, tracks.visible, solution.cameras, static_points, motion.static,
+                                 image_size_of(tracks))
+    with _timed(timings, "moving"):
+        moving = place_moving(tracks, solution.cameras, motion, static_points, contact, moving_checkpoint, opts)
     with _timed(timings, "points"):
         placed = place_points(tracks.tracks, tracks.visible, solution.cameras, motion, fitted, errors,
-                              solution.rotation_only, proposal)
-    progress(0.95, "points")
+                              solution.rotation_only, proposal, None if moving is None else moving.depth)
+    progress(0.93, "points")
+    refined = None
+    if opts.refine:
+        with _timed(timings, "refine"):
+            placed, refined = refine(tracks, solution.cameras, motion, placed, moving)
+    progress(0.95, "refined")
     timings["total_s"] = time.perf_counter() - start
     meta = {
         **proposal.meta,
@@ -276,7 +361,13 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
                    "motion": {**motion.to_meta(), "seconds": timings["motion_s"]},
                    "points": {"static_depth": "unobservable (no parallax): the network's, scaled"
                               if solution.rotation_only else "triangulated under the solved cameras",
-                              "static_observed": int(placed.observed.sum()), "seconds": timings["points_s"]}},
+                              "static_observed": int(placed.observed.sum()), "seconds": timings["points_s"]},
+                   "contact": {**contact.to_meta(), "seconds": timings["contact_s"]},
+                   "moving": {"network": "none: the first network's points" if moving is None else
+                              str(moving_checkpoint), "seconds": timings["moving_s"]},
+                   "refine": None if refined is None else
+                   {"tracks": int((~motion.static).sum()), "reprojection_px": refined.reprojection_px,
+                    "seconds": timings["refine_s"]}},
         "verdict": _verdict(solution, motion, placed),
         "static_mask": motion.static.tolist(),
         "image_size": None if tracks.image_size is None else [int(v) for v in tracks.image_size],

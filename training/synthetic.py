@@ -33,7 +33,7 @@ EXTRA_CAMERA_KINDS = ("tripod_walk",)
 """Camera paths made only when asked for (``SceneConfig.camera``), never drawn at random: a tripod that pans a
 little for the first half of the clip, then walks towards the subject (mixed rotation-only / general motion)."""
 WALK_MAX_APPROACH = 0.6  # a walk ends at ≥ 40 % of its starting subject distance (1 − this)
-MOVER_KINDS = ("pet", "rigid", "sheet", "blob")
+MOVER_KINDS = ("pet", "rigid", "sheet", "blob", "person")
 
 _PLANE, _BOX, _ELLIPSOID, _SHEET = range(4)
 _NEAR = 0.05          # points closer than this (camera z) are not visible
@@ -55,7 +55,7 @@ class SceneConfig:
     motion_frames: int = 50             # frames over which camera and movers make their full nominal motion
     camera_weights: tuple[float, ...] = (0.35, 0.25, 0.25, 0.15)   # orbit, walk, pan, static
     n_movers: tuple[int, int] = (1, 3)
-    mover_weights: tuple[float, ...] = (0.4, 0.25, 0.15, 0.2)      # pet, rigid, sheet, blob
+    mover_weights: tuple[float, ...] = (0.4, 0.25, 0.15, 0.2, 0.0)  # pet, rigid, sheet, blob, person
     subject_distance: tuple[float, float] = (3.0, 8.0)             # camera to subject
     mover_size: tuple[float, float] = (0.3, 0.8)                   # mover size relative to the subject distance
     image_sizes: tuple[tuple[int, int], ...] = (
@@ -405,7 +405,42 @@ def _sheet(parts: _PartList, rng: np.random.Generator, tau: np.ndarray, anchor: 
     return _Mover(centres, float(np.linalg.norm(half)) + size * 0.1)
 
 
-_MOVER_BUILDERS = {"pet": _pet, "rigid": _rigid, "sheet": _sheet, "blob": _blob}
+def _person(parts: _PartList, rng: np.random.Generator, tau: np.ndarray, anchor: np.ndarray,
+            size: float) -> _Mover:
+    """Articulated biped walking upright along a curving path: 6 ellipsoids (torso, head, 2 legs and 2 arms
+    swinging in opposition), posed in the body frame (x forward, z up) and carried by the walking body; ``size`` is
+    its height."""
+    n = len(tau)
+    leg = size * rng.uniform(0.42, 0.5)
+    torso = size * np.array([rng.uniform(0.08, 0.11), rng.uniform(0.13, 0.18), rng.uniform(0.15, 0.19)])
+    head = np.full(3, size * rng.uniform(0.06, 0.075))
+    limb = size * rng.uniform(0.035, 0.05)
+    arm = size * rng.uniform(0.3, 0.38)
+    gait = 2 * np.pi * rng.uniform(1.5, 3.0)
+    swing = np.radians(rng.uniform(15, 30))
+    speed = 2 * leg * np.sin(swing) * gait / np.pi * rng.uniform(0.2, 0.8)
+    yaw = rng.uniform(0, 2 * np.pi) + rng.uniform(-1.5, 1.5) * tau + 0.2 * np.sin(rng.uniform(2, 6) * tau)
+    step = speed * (tau[1] - tau[0])
+    path = np.zeros((n, 3))
+    path[1:, 0], path[1:, 1] = np.cumsum(step * np.cos(yaw[:-1])), np.cumsum(step * np.sin(yaw[:-1]))
+    path[:, :2] += anchor - path[n // 2, :2]
+    path[:, 2] = leg + torso[2] + 0.02 * leg * np.sin(2 * gait * tau)            # torso centre
+    phase = gait * tau[:, None] + np.array([0, np.pi, np.pi, 0])                 # legs, then arms opposite
+    rotation = np.empty((n, 6, 3, 3))
+    offset = np.zeros((n, 6, 3))
+    rotation[:, 0] = rotation[:, 1] = np.eye(3)
+    offset[:, 1] = (0.0, 0.0, torso[2] + 1.1 * head[2])
+    rotation[:, 2:6] = _rotation_y(swing * np.sin(phase))
+    joints = np.array([[0, 0.5, -1], [0, -0.5, -1], [0, 1.25, 0.85], [0, -1.25, 0.85]]) * (0, torso[1], torso[2])
+    lengths = np.array([leg, leg, arm, arm])
+    offset[:, 2:6] = joints - lengths[:, None] / 2 * rotation[:, 2:6, :, 2]
+    scale = np.array([torso, head] + [[limb, limb, length / 2] for length in lengths])
+    body = _rotation_z(yaw)[:, None]
+    parts.add_group(_ELLIPSOID, body @ rotation, path[:, None] + (body @ offset[..., None])[..., 0], scale, True)
+    return _Mover(path, size / 2)
+
+
+_MOVER_BUILDERS = {"pet": _pet, "rigid": _rigid, "sheet": _sheet, "blob": _blob, "person": _person}
 
 
 def _camera_path(rng: np.random.Generator, kind: str, tau: np.ndarray, fov: float):

@@ -27,7 +27,7 @@ from scipy.sparse.csgraph import connected_components
 from ..contracts import Cameras
 from .triangulation import bearings
 
-__all__ = ["GroundPlane", "fit_ground", "group_objects", "contact_depth"]
+__all__ = ["GroundPlane", "GroundContact", "fit_ground", "group_objects", "contact_depth", "ground_contact"]
 
 MAX_TILT_DEG = 35.0         # the ground's normal lies within this of the cameras' up direction
 INLIER_SHARE = 0.01         # plane inliers: within this × the median camera-to-point distance
@@ -38,6 +38,7 @@ PROXIMITY = 0.08            # tracks of one object: median image distance below 
 MIN_SHARED = 3              # frames two tracks must share to be compared
 BOTTOM_MARGIN = 0.02        # a lowest point this close (× image height) to the bottom edge: the object is cut off
 SMOOTH_FRAMES = 5           # median filter of each object's contact distance over time
+SURE_INLIERS = 60           # a plane on this many static points is fully trusted
 
 
 @dataclass
@@ -157,3 +158,41 @@ def contact_depth(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, pla
             ok = along > 0
             depth[t, seen[ok]] = along[ok] * rays_cam[t, seen[ok], 2]
     return depth
+
+
+@dataclass
+class GroundContact:
+    """The ground-contact stage's result: plane (None: no ground found) · labels (P,) object of each moving track
+    (−1: static) · depth (N, P) camera-frame, NaN where there is no estimate · confidence (N, P) in [0, 1]: the share
+    of its object's visible frames that see a contact, times the plane's support (inliers / ``SURE_INLIERS``)."""
+
+    plane: GroundPlane | None
+    labels: np.ndarray
+    depth: np.ndarray
+    confidence: np.ndarray
+
+    def to_meta(self) -> dict:
+        return {"plane": None if self.plane is None else
+                {"normal": self.plane.normal.tolist(), "offset": self.plane.offset, "inliers": self.plane.inliers},
+                "objects": int(len(np.unique(self.labels[self.labels >= 0]))),
+                "estimated_entries": int(np.isfinite(self.depth).sum())}
+
+
+def ground_contact(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, static_points: np.ndarray,
+                   static: np.ndarray, image_size: tuple[int, int]) -> GroundContact:
+    """The stage: (tracks (N, P, 2), visible (N, P), solved cameras, static_points (P, 3) world with NaN where not
+    triangulated, static (P,) bool, image_size (W, H)) → depth of the moving tracks from their objects' ground
+    contact, with a confidence (module docstring)."""
+    plane = fit_ground(static_points[static], cameras)
+    labels = group_objects(tracks, visible, ~static, float(np.hypot(*image_size)))
+    depth = contact_depth(tracks, visible, cameras, plane, labels, image_size)
+    confidence = np.zeros(depth.shape)
+    if plane is not None:
+        support = min(plane.inliers / SURE_INLIERS, 1.0)
+        for label in np.unique(labels[labels >= 0]):
+            members = labels == label
+            seen = visible[:, members].any(1)
+            share = np.isfinite(depth[:, members]).any(1)[seen].mean() if seen.any() else 0.0
+            confidence[:, members] = support * share
+    confidence[~np.isfinite(depth)] = 0.0
+    return GroundContact(plane, labels, depth, confidence)

@@ -73,21 +73,23 @@ def lift_network(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, netw
     return transform_points(invert_rigid(cameras.world_to_camera), camera)
 
 
-def moving_points(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, network: Reconstruction,
+def moving_points(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, proposal_camera: np.ndarray,
                   scale: np.ndarray, fitted: np.ndarray, at_rest: np.ndarray) -> np.ndarray:
-    """Per-frame world points (N, P, 3) of tracks the static set leaves out: the network's estimate re-expressed under
-    the solved cameras (:func:`lift_network`; ``scale`` (N,) from :func:`network_scale`), replaced by the static fit
-    ``fitted`` (P, 3) in the frames ``at_rest`` (N, P) bool. The one place where moving points are decided."""
-    network_camera = transform_points(network.world_to_camera, network.points.astype(np.float64))
-    lifted = lift_network(tracks, visible, cameras, network_camera, scale)
+    """Per-frame world points (N, P, 3) of tracks the static set leaves out: the proposal's camera-frame points
+    ``proposal_camera`` (N, P, 3) re-expressed under the solved cameras (:func:`lift_network`; ``scale`` (N,) from
+    :func:`network_scale`), replaced by the static fit ``fitted`` (P, 3) in the frames ``at_rest`` (N, P) bool. The
+    one place where moving points are decided."""
+    lifted = lift_network(tracks, visible, cameras, proposal_camera, scale)
     return np.where(at_rest[..., None], fitted[None], lifted)
 
 
 def place_points(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, motion: MotionLevels,
                  fitted: np.ndarray, errors: np.ndarray, rotation_only: bool,
-                 network: Reconstruction) -> PlacedPoints:
+                 network: Reconstruction, proposal_depth: np.ndarray | None = None) -> PlacedPoints:
     """Every track in every frame (module docstring). fitted (P, 3) · errors (N, P) px: the static fit under
-    ``cameras`` (:func:`~.motion.static_fit`; ignored when ``rotation_only``)."""
+    ``cameras`` (:func:`~.motion.static_fit`; ignored when ``rotation_only``) · proposal_depth (N, P): camera-frame
+    depth of every entry from the geometry-conditioned network (on the rays through the tracks), used instead of the
+    first network's points where given."""
     if rotation_only:
         observed = np.zeros(len(fitted), bool)
         at_rest = np.zeros(errors.shape, bool)
@@ -97,8 +99,12 @@ def place_points(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, moti
         observed = motion.static & placeable
         fits = visible & (np.nan_to_num(errors, nan=np.inf) < STATIC_SIGMAS * motion.noise_px)
         at_rest = fits & (placeable & (fits.sum(0) >= PARTLY_AT_REST * visible.sum(0)))[None]
-    scale = network_scale(fitted, observed, cameras, network.depth.astype(np.float64), visible)
-    points = moving_points(tracks, visible, cameras, network, scale, np.nan_to_num(fitted), at_rest)
+    if proposal_depth is None:
+        proposal_camera = transform_points(network.world_to_camera, network.points.astype(np.float64))
+    else:
+        proposal_camera = on_rays(tracks, cameras, proposal_depth)
+    scale = network_scale(fitted, observed, cameras, proposal_camera[..., 2], visible)
+    points = moving_points(tracks, visible, cameras, proposal_camera, scale, np.nan_to_num(fitted), at_rest)
     static_points = np.nanmedian(np.where(visible[..., None], points, np.nan), axis=0)
     static_points = np.where(np.isfinite(static_points), static_points, points[0])
     static_points[observed] = fitted[observed]

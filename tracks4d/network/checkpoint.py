@@ -10,7 +10,7 @@ import torch
 
 from .model import ModelConfig, TracksTo4D
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "model_from_checkpoint", "CheckpointError"]
+__all__ = ["SHIPPED_MOVING", "default_moving_checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "model_from_checkpoint", "CheckpointError"]
 
 FORMAT = "tracks4d-checkpoint-v1"
 
@@ -23,6 +23,8 @@ SHIPPED_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
 SHIPPED = {"cuda": ("tracks4d-paper.pt", "tracks4d-small.pt"), "cpu": ("tracks4d-small.pt", "tracks4d-paper.pt")}
 """Shipped checkpoints in order of preference per device: the paper preset where a GPU makes it cheap, the small
 one on CPU (5–6× faster there)."""
+SHIPPED_MOVING = SHIPPED_DIR / "tracks4d-moving.pt"
+"""The shipped geometry-conditioned network (:mod:`.conditioned`) that places moving points."""
 
 
 def default_checkpoint(device: str | torch.device = "cpu") -> Path:
@@ -38,7 +40,15 @@ def default_checkpoint(device: str | torch.device = "cpu") -> Path:
                           f"--checkpoint or set TRACKS4D_CHECKPOINT")
 
 
-def save_checkpoint(path: str | Path, model: TracksTo4D, *, optimizer: torch.optim.Optimizer | None = None,
+def default_moving_checkpoint() -> Path | None:
+    """$TRACKS4D_MOVING_CHECKPOINT ("none": no conditioned network), else the shipped one, else None."""
+    env = os.environ.get("TRACKS4D_MOVING_CHECKPOINT")
+    if env:
+        return None if env.lower() == "none" else Path(env)
+    return SHIPPED_MOVING if SHIPPED_MOVING.is_file() else None
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, *, optimizer: torch.optim.Optimizer | None = None,
                     step: int = 0, extra: dict[str, Any] | None = None, half: bool = False) -> None:
     """Write atomically (temporary file, then rename). ``half`` stores float weights as fp16 (for shipping)."""
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu()

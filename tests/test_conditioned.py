@@ -1,0 +1,149 @@
+"""The geometry-conditioned network, its inputs, its training and its place in the pipeline (issue 14)."""
+
+import numpy as np
+import pytest
+import torch
+
+from tracks4d.contracts import Cameras
+from tracks4d.geometry.ground import GroundPlane
+from tracks4d.network.checkpoint import CheckpointError, save_checkpoint
+from tracks4d.network.conditioned import (FEATURES, ConditionedConfig, ConditionedNet, Conditioning, conditioning,
+                                          load_conditioned, moving_depth)
+from tracks4d.network.model import ModelConfig, TracksTo4D
+from tracks4d.pipeline import ReconstructOptions, run_pipeline
+from training import conditioned as train
+from training.synthetic import SceneConfig, generate_scene
+
+TINY = ConditionedConfig(width=32, layers=1, heads=2, head_dim=16, mlp_dim=64, n_freqs=2)
+
+
+def test_conditioning_marks_what_geometry_knows():
+    n, p = 6, 5
+    k = np.array([[400.0, 0, 320], [0, 400.0, 240], [0, 0, 1]])
+    cams = Cameras(np.broadcast_to(np.eye(4), (n, 4, 4)).copy(), np.broadcast_to(k, (n, 3, 3)).copy())
+    tracks = np.full((n, p, 2), [320.0, 240.0])
+    tracks[:, 1] = [720.0, 240.0]                                     # one pixel to the right: ray x = 1
+    visible = np.ones((n, p), bool)
+    visible[0, 4] = False
+    static_depth = np.full((n, p), np.nan)
+    static_depth[:, :2] = [[2.0, 8.0]] * n                            # two static tracks: scale = median = 5 ... 
+    static_depth[:, 2] = 4.0
+    contact = np.full((n, p), np.nan)
+    contact[:, 3] = 10.0
+    plane = GroundPlane(np.array([0.0, -1.0, 0.0]), 1.5, 50)          # camera 1.5 above a floor (y down)
+    cond = conditioning(tracks, visible, cams, np.array([0, 0, 0, 2.0, 3.0]), static_depth, contact, plane)
+    f = cond.features
+    assert f.shape == (n, p, len(FEATURES)) and f.dtype == np.float32
+    assert cond.scale == pytest.approx(4.0)
+    np.testing.assert_allclose(f[:, 1, 0], 1.0)                       # ray x
+    np.testing.assert_allclose(f[:, :3, 4], np.log([[0.5, 2.0, 1.0]] * n), rtol=1e-6)
+    assert (f[:, :3, 5] == 1).all() and (f[:, 3:, 5] == 0).all()
+    np.testing.assert_allclose(f[:, 3, 6], np.log(2.5), rtol=1e-6)
+    assert (f[:, 3, 7] == 1).all() and f[:, [0, 1, 2, 4], 7].sum() == 0
+    assert f[0, 4, 2] == 0 and f[1, 4, 2] == 1
+    np.testing.assert_allclose(f[0, 0, 8:11], [0, -1, 0])
+    np.testing.assert_allclose(f[0, 0, 11], 1.5 / 4.0)
+    assert (f[..., 3] == np.array([0, 0, 0, 2.0, 3.0])[None]).all()
+    # without enough static depth there is no scale and no ground
+    few = conditioning(tracks[:, :1], visible[:, :1], cams, np.zeros(1), static_depth[:, :1], contact[:, :1], plane)
+    assert few.scale == 1.0 and (few.features[..., 12] == 0).all()
+
+
+def test_network_is_equivariant_over_tracks_and_ignores_padding():
+    torch.manual_seed(0)
+    model = ConditionedNet(TINY).eval()
+    x = torch.randn(1, 7, 9, len(FEATURES))
+    x[..., 2] = 1.0
+    out = model(x)
+    order = torch.randperm(9)
+    permuted = model(x[:, :, order])
+    torch.testing.assert_close(permuted.log_depth, out.log_depth[:, :, order], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(permuted.motion_logit, out.motion_logit[:, order], atol=1e-5, rtol=1e-5)
+    padded = torch.cat([x, torch.randn(1, 7, 3, len(FEATURES))], 2)
+    padded = torch.cat([padded, torch.randn(1, 2, 12, len(FEATURES))], 1)
+    mask_p = torch.tensor([[True] * 9 + [False] * 3])
+    mask_n = torch.tensor([[True] * 7 + [False] * 2])
+    out_pad = model(padded, mask_n, mask_p)
+    torch.testing.assert_close(out_pad.log_depth[:, :7, :9], out.log_depth, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out_pad.motion_logit[:, :9], out.motion_logit, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="features must be"):
+        model(torch.zeros(1, 2, 3, 4))
+
+
+def test_checkpoints_round_trip_and_the_wrong_kind_is_refused(tmp_path):
+    model = ConditionedNet(TINY)
+    save_checkpoint(tmp_path / "c.pt", model, step=3, half=True)
+    loaded, payload = load_conditioned(tmp_path / "c.pt")
+    assert payload["step"] == 3 and loaded.config == TINY
+    save_checkpoint(tmp_path / "first.pt", TracksTo4D(ModelConfig.preset("small")))
+    with pytest.raises(CheckpointError, match="not a geometry-conditioned checkpoint"):
+        load_conditioned(tmp_path / "first.pt")
+
+
+def test_overlapping_windows_share_one_scale():
+    torch.manual_seed(1)
+    model = ConditionedNet(TINY).eval()
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(30, 6, len(FEATURES))).astype(np.float32)
+    features[..., 2] = 1.0
+    one = moving_depth(model, Conditioning(features, 2.0), [(0, 30)])
+    two = moving_depth(model, Conditioning(features, 2.0), [(0, 20), (10, 30)])
+    assert one.depth.shape == two.depth.shape == (30, 6) and np.isfinite(two.depth).all()
+    np.testing.assert_allclose(two.depth[:10], moving_depth(model, Conditioning(features[:20], 2.0), [(0, 20)]).depth[:10],
+                               rtol=1e-5)
+    assert ((two.motion > 0) & (two.motion < 1)).all()
+
+
+def test_training_windows_carry_pipeline_geometry_and_exact_targets():
+    rng = np.random.default_rng(3)
+    config = train.training_config()
+    assert config.mover_weights[list(("pet", "rigid", "sheet", "blob", "person")).index("sheet")] == 0
+    windows = train.make_windows(rng, 24, 40, config, count=2, scene_tracks=200)
+    assert len(windows) == 2
+    for w in windows:
+        assert w.features.shape[:2] == w.target.shape == w.visible.shape == (24, 40)
+        known = (w.features[..., 5] > 0.5) & w.visible
+        if known.sum() >= 8:   # static depth on the same scale as the target: they agree on static tracks
+            assert np.median(np.abs(w.features[..., 4][known] - w.target[known])) < 0.05
+        assert w.dynamic.mean() <= 0.5 + 1e-9 or (~w.dynamic).sum() == 0
+
+
+def test_training_learns_and_resumes(tmp_path):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    config = train.training_config()
+    batch = train.collate([w for _ in range(2) for w in train.make_windows(rng, 16, 24, config, scene_tracks=120)])
+    model = ConditionedNet(TINY)
+    optim = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = train.losses(model, batch)["loss"].item()
+    for _ in range(40):
+        optim.zero_grad()
+        loss = train.losses(model, batch)["loss"]
+        loss.backward()
+        optim.step()
+    assert loss.item() < first - 0.3
+    out = tmp_path / "run"
+    assert train.main(["--out", str(out), "--steps", "2", "--every", "1", "--validation", "1", "--batch-size", "2",
+                       "--threads", "1", "--preset", "geo"]) == 0
+    assert train.main(["--out", str(out), "--resume", str(out / "last.pt"), "--steps", "3", "--every", "1",
+                       "--validation", "1", "--batch-size", "2", "--threads", "1"]) == 0
+    rows = (out / "log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["step", "1", "2", "3"]
+    assert float(rows[-1].split(",")[1]) > 0  # CPU-hours accumulate over the resumed run
+
+
+def test_pipeline_places_moving_points_with_the_conditioned_network(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "moving.pt"
+    save_checkpoint(path, ConditionedNet(TINY))
+    scene = generate_scene(21, SceneConfig(n_frames=24, camera="orbit"))
+    rec = run_pipeline(scene.tracks, ReconstructOptions(progress=False, moving_checkpoint=path)).reconstruction
+    stages = rec.meta["stages"]
+    assert stages["moving"]["network"] == str(path) and stages["refine"]["tracks"] > 0
+    assert np.isfinite(rec.points).all()
+    # moving points stay on the rays through their tracks (the refinement keeps reprojection within a pixel or two)
+    assert stages["refine"]["reprojection_px"] < 2.0
+    off = run_pipeline(scene.tracks, ReconstructOptions(progress=False, moving_checkpoint="none",
+                                                        refine=False)).reconstruction
+    assert off.meta["stages"]["moving"]["network"].startswith("none") and off.meta["stages"]["refine"] is None
+    np.testing.assert_allclose(off.camera_to_world, rec.camera_to_world)  # cameras do not depend on this stage

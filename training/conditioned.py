@@ -1,0 +1,260 @@
+"""``python -m training.conditioned``: train the geometry-conditioned network (issue 14) on two CPU cores.
+
+Each training window is a fresh synthetic clip (``training.synthetic``, noisy tracks, 16–40 frames, 24–96 tracks)
+whose geometry inputs come from the pipeline's own functions run on it — static fit, motion levels, ground contact
+(:func:`window_inputs`) — under the true cameras perturbed by about the solved cameras' error, not from a bundle
+adjustment per window. Targets are exact: every visible entry's camera-frame log-depth over the window's scale
+(Laplace NLL, moving entries weighted up) and the dynamic flag (class-balanced BCE).
+
+Stops and resumes at any time (``--resume``: model, optimiser, step, CPU-seconds so far); writes ``log.csv`` with
+held-out error against CPU-hours and ``curve.png``. The held-out windows use seeds from 7_000_000 and include the
+mover kind never trained on (``training.datasets.HELD_OUT_MOVER``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tracks4d.contracts import Cameras
+from tracks4d.geometry.ground import ground_contact
+from tracks4d.geometry.motion import motion_levels, static_fit
+from tracks4d.geometry.transforms import transform_points
+from tracks4d.network.checkpoint import load_checkpoint, save_checkpoint
+from tracks4d.network.conditioned import (ConditionedConfig, ConditionedNet, Conditioning, conditioning,
+                                          load_conditioned)
+
+from .datasets import HELD_OUT_MOVER
+from .synthetic import MOVER_KINDS, SceneConfig, SyntheticScene, generate_window
+
+__all__ = ["window_inputs", "TrainingWindow", "make_windows", "training_config", "main"]
+
+VALIDATION_SEED = 7_000_000
+MOVING_WEIGHT = 3.0          # moving entries count this much more than static ones in the depth loss
+ROTATION_NOISE_DEG = (0.02, 0.3)
+CENTRE_NOISE = (0.0005, 0.005)  # × the median scene depth
+
+
+def training_config(hold_out: str | None = HELD_OUT_MOVER) -> SceneConfig:
+    """The generator with people, pets and rigid things weighted up (the held-out kind never drawn)."""
+    weights = {"pet": 0.3, "rigid": 0.2, "sheet": 0.1, "blob": 0.1, "person": 0.3}
+    return replace(SceneConfig(), mover_weights=tuple(0.0 if k == hold_out else weights[k] for k in MOVER_KINDS),
+                   n_movers=(1, 4))
+
+
+def window_inputs(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, rotation_only: bool,
+                  image_size: tuple[int, int]) -> tuple[Conditioning, np.ndarray]:
+    """What the pipeline's geometry stages give the network for a clip under ``cameras``: → (conditioning, static
+    (P,) bool). The same calls as :func:`tracks4d.pipeline.run_pipeline` makes, without the bundle adjustment."""
+    fitted, errors = static_fit(tracks, visible, cameras, rotation_only)
+    focal = float(np.mean(cameras.intrinsics[:, [0, 1], [0, 1]]))
+    motion = motion_levels(errors, visible, focal)
+    if rotation_only:
+        static_depth = np.full(visible.shape, np.nan)
+        points = np.full(fitted.shape, np.nan)
+    else:
+        z = transform_points(cameras.world_to_camera, np.nan_to_num(fitted))[..., 2]
+        known = motion.static & np.isfinite(fitted).all(1)
+        static_depth = np.where(known[None] & visible & (z > 0), z, np.nan)
+        points = np.where(known[:, None], fitted, np.nan)
+    contact = ground_contact(tracks, visible, cameras, points, motion.static, image_size)
+    score = np.log(np.maximum(motion.residual_px, 1e-3) / motion.noise_px)
+    return conditioning(tracks, visible, cameras, score, static_depth, contact.depth, contact.plane), motion.static
+
+
+@dataclass
+class TrainingWindow:
+    """features (N, P, F) · target (N, P) log true depth over the window's scale · visible (N, P) · dynamic (P,)."""
+
+    features: np.ndarray
+    target: np.ndarray
+    visible: np.ndarray
+    dynamic: np.ndarray
+
+
+def _perturbed(scene: SyntheticScene, rng: np.random.Generator) -> Cameras:
+    """The true cameras with about the solved cameras' error: a small rotation and centre offset per frame."""
+    c2w = scene.camera_to_world.copy()
+    n = len(c2w)
+    scale = float(np.median(scene.depth[scene.true_visible]))
+    angle = np.radians(rng.uniform(*ROTATION_NOISE_DEG)) * rng.normal(size=(n, 3)) / np.sqrt(3)
+    c2w[:, :3, :3] = _rodrigues(angle) @ c2w[:, :3, :3]
+    c2w[:, :3, 3] += rng.uniform(*CENTRE_NOISE) * scale * rng.normal(size=(n, 3)) / np.sqrt(3)
+    return Cameras(np.linalg.inv(c2w), scene.intrinsics)
+
+
+def _rodrigues(v: np.ndarray) -> np.ndarray:
+    theta = np.linalg.norm(v, axis=-1, keepdims=True)[..., None]
+    k = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    kx = np.zeros(v.shape[:-1] + (3, 3))
+    kx[..., 0, 1], kx[..., 0, 2], kx[..., 1, 2] = -k[..., 2], k[..., 1], -k[..., 0]
+    kx = kx - np.swapaxes(kx, -1, -2)
+    return np.eye(3) + np.sin(theta) * kx + (1 - np.cos(theta)) * kx @ kx
+
+
+def make_windows(rng: np.random.Generator, n_frames: int, n_tracks: int, config: SceneConfig, count: int = 2,
+                 scene_tracks: int = 320) -> list[TrainingWindow]:
+    """``count`` windows of ``n_tracks`` tracks from one synthetic clip of ``scene_tracks`` tracks: geometry inputs
+    are computed on the whole clip, as the pipeline does, then each window takes a random track subset (movers
+    first, up to half of it)."""
+    scene = generate_window(rng, n_frames, scene_tracks, config)
+    t = scene.tracks
+    rotation_only = scene.camera_kind in ("static", "pan")
+    cond, static = window_inputs(t.tracks, t.visible, _perturbed(scene, rng), rotation_only,
+                                 tuple(int(v) for v in t.image_size))
+    visible = t.visible & scene.true_visible
+    known = cond.features[..., 5] > 0.5
+    reference = scene.depth[known] if known.sum() >= 8 else scene.depth[visible]
+    target = np.log(np.maximum(scene.depth, 1e-6) / np.median(reference)).astype(np.float32)
+    windows = []
+    for _ in range(count):
+        movers, others = rng.permutation(np.flatnonzero(scene.dynamic)), rng.permutation(np.flatnonzero(~scene.dynamic))
+        take = movers[:n_tracks // 2]
+        pick = np.concatenate([take, others[:n_tracks - len(take)]])
+        pick = rng.permutation(np.concatenate([pick, movers[len(take):][:n_tracks - len(pick)]]))
+        windows.append(TrainingWindow(cond.features[:, pick], target[:, pick], visible[:, pick], scene.dynamic[pick]))
+    return windows
+
+
+def collate(windows: list[TrainingWindow]) -> dict[str, torch.Tensor]:
+    """Pad to the batch's largest N and P; masks mark real frames and tracks."""
+    n = max(w.features.shape[0] for w in windows)
+    p = max(w.features.shape[1] for w in windows)
+    b = len(windows)
+    out = {"features": torch.zeros(b, n, p, windows[0].features.shape[-1]), "target": torch.zeros(b, n, p),
+           "visible": torch.zeros(b, n, p, dtype=torch.bool), "dynamic": torch.zeros(b, p),
+           "frame_mask": torch.zeros(b, n, dtype=torch.bool), "point_mask": torch.zeros(b, p, dtype=torch.bool)}
+    for i, w in enumerate(windows):
+        wn, wp = w.visible.shape
+        out["features"][i, :wn, :wp] = torch.from_numpy(w.features)
+        out["target"][i, :wn, :wp] = torch.from_numpy(w.target)
+        out["visible"][i, :wn, :wp] = torch.from_numpy(w.visible)
+        out["dynamic"][i, :wp] = torch.from_numpy(w.dynamic.astype(np.float32))
+        out["frame_mask"][i, :wn] = True
+        out["point_mask"][i, :wp] = True
+    return out
+
+
+def losses(model: ConditionedNet, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """depth: Laplace NLL of visible entries' log-depth (moving × MOVING_WEIGHT) · motion: class-balanced BCE ·
+    dyn_l1: mean |log-depth error| of moving entries (reported)."""
+    out = model(batch["features"], batch["frame_mask"], batch["point_mask"])
+    error = (out.log_depth - batch["target"]).abs()
+    moving = batch["dynamic"][:, None].expand_as(error) > 0.5
+    weight = batch["visible"].float() * torch.where(moving, MOVING_WEIGHT, 1.0)
+    nll = error * torch.exp(-out.log_sigma) + out.log_sigma
+    depth = (nll * weight).sum() / weight.sum().clamp(min=1)
+    dyn = batch["visible"] & moving
+    dyn_l1 = error[dyn].mean() if dyn.any() else error.new_zeros(())
+    real = batch["point_mask"]
+    label = batch["dynamic"][real]
+    positive = label.mean().clamp(0.05, 0.95)
+    class_weight = torch.where(label > 0.5, 0.5 / positive, 0.5 / (1 - positive))
+    motion = F.binary_cross_entropy_with_logits(out.motion_logit[real], label, weight=class_weight)
+    return {"loss": depth + 0.5 * motion, "depth": depth, "motion": motion, "dyn_l1": dyn_l1}
+
+
+def validation_windows(count: int) -> list[TrainingWindow]:
+    """Fixed held-out windows (seeds VALIDATION_SEED + i; every mover kind including the held-out one)."""
+    config = replace(training_config(None), mover_weights=(0.25, 0.15, 0.2, 0.1, 0.3))
+    return [make_windows(np.random.default_rng(VALIDATION_SEED + i), 40, 96, config, count=1)[0]
+            for i in range(count)]
+
+
+@torch.no_grad()
+def validate(model: ConditionedNet, windows: list[TrainingWindow]) -> dict[str, float]:
+    """Held-out: moving entries' median |log-depth error| and share within 10 %, against the contact prior's."""
+    model.eval()
+    errors, contact_errors, covered = [], [], []
+    for w in windows:
+        out = model(torch.from_numpy(w.features)[None])
+        dyn = w.visible & w.dynamic[None]
+        errors.append(np.abs(out.log_depth[0].numpy() - w.target)[dyn])
+        has = dyn & (w.features[..., 7] > 0.5)
+        contact_errors.append(np.where(has, np.abs(w.features[..., 6] - w.target), np.inf)[dyn])
+    model.train()
+    e, c = np.concatenate(errors), np.concatenate(contact_errors)
+    return {"val_dyn_l1": float(np.median(e)), "val_dyn_within10": float(np.mean(e < np.log(1.1))),
+            "val_contact_within10": float(np.mean(c < np.log(1.1)))}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.conditioned", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/conditioned", help="folder for checkpoints, log.csv and curve.png")
+    p.add_argument("--resume", help="checkpoint to continue from (model, optimiser, step, CPU-seconds)")
+    p.add_argument("--preset", default="geo")
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--minutes", type=float, default=0.0, help="stop after this wall time (0 = no limit)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--every", type=int, default=250, help="steps between checkpoints and validation")
+    p.add_argument("--validation", type=int, default=24, help="held-out windows")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    step, cpu_s = 0, 0.0
+    if args.resume:
+        model, payload = load_conditioned(args.resume)
+        model.train()
+        step, cpu_s = int(payload.get("step", 0)), float(payload.get("extra", {}).get("cpu_seconds", 0.0))
+    else:
+        model = ConditionedNet(ConditionedConfig.preset(args.preset))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    if args.resume and "optimizer" in (payload := load_checkpoint(args.resume)):
+        optimizer.load_state_dict(payload["optimizer"])
+    rng = np.random.default_rng(args.seed + step)
+    config = training_config()
+    held_out = validation_windows(args.validation)
+    log_path = out / "log.csv"
+    fields = ["step", "cpu_hours", "loss", "depth", "motion", "dyn_l1", "val_dyn_l1", "val_dyn_within10",
+              "val_contact_within10"]
+    new_log = not log_path.exists()
+    log = open(log_path, "a", newline="")
+    writer = csv.DictWriter(log, fieldnames=fields)
+    if new_log:
+        writer.writeheader()
+    start, last_cpu = time.time(), time.process_time()
+    running: dict[str, float] = {}
+    print(f"conditioned network: {model.num_parameters():,} parameters, from step {step}", flush=True)
+    while step < args.steps and not (args.minutes and time.time() - start > 60 * args.minutes):
+        n_frames, n_tracks = int(rng.integers(16, 37)), int(rng.integers(32, 81))
+        batch = collate([w for _ in range(max(args.batch_size // 2, 1))
+                         for w in make_windows(rng, n_frames, n_tracks, config)])
+        terms = losses(model, batch)
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        for k, v in terms.items():
+            running[k] = 0.98 * running.get(k, v.item()) + 0.02 * v.item()
+        if step % args.every == 0 or step == args.steps:
+            now = time.process_time()
+            cpu_s, last_cpu = cpu_s + now - last_cpu, now
+            row = {"step": step, "cpu_hours": round(cpu_s / 3600, 4), **{k: round(v, 5) for k, v in running.items()},
+                   **{k: round(v, 5) for k, v in validate(model, held_out).items()}}
+            writer.writerow(row)
+            log.flush()
+            save_checkpoint(out / "last.pt", model, optimizer=optimizer, step=step, extra={"cpu_seconds": cpu_s})
+            print(" ".join(f"{k} {v}" for k, v in row.items()), flush=True)
+    log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
