@@ -41,12 +41,18 @@ def test_conditioning_marks_what_geometry_knows():
     np.testing.assert_allclose(f[:, 3, 6], np.log(2.5), rtol=1e-6)
     assert (f[:, 3, 7] == 1).all() and f[:, [0, 1, 2, 4], 7].sum() == 0
     assert f[0, 4, 2] == 0 and f[1, 4, 2] == 1
-    np.testing.assert_allclose(f[0, 0, 8:11], [0, -1, 0])
-    np.testing.assert_allclose(f[0, 0, 11], 1.5 / 4.0)
+    np.testing.assert_allclose(f[0, 0, 10:13], [0, -1, 0])
+    np.testing.assert_allclose(f[0, 0, 13], 1.5 / 4.0)
+    assert (f[..., 9] == 0).all()        # every ray here is level: none meets the floor
+    tilted = tracks.copy()
+    tilted[:, 0, 1] = 240.0 + 400.0 * 0.5                             # ray y = 0.5: meets the floor at depth 3
+    low = conditioning(tilted, visible, cams, np.zeros(p), static_depth, contact, plane).features
+    np.testing.assert_allclose(low[:, 0, 8], np.log(3.0 / 4.0), rtol=1e-5)
+    assert (low[:, 0, 9] == 1).all()
     assert (f[..., 3] == np.array([0, 0, 0, 2.0, 3.0])[None]).all()
     # without enough static depth there is no scale and no ground
     few = conditioning(tracks[:, :1], visible[:, :1], cams, np.zeros(1), static_depth[:, :1], contact[:, :1], plane)
-    assert few.scale == 1.0 and (few.features[..., 12] == 0).all()
+    assert few.scale == 1.0 and (few.features[..., 14] == 0).all()
 
 
 def test_network_is_equivariant_over_tracks_and_ignores_padding():
@@ -130,6 +136,9 @@ def test_training_learns_and_resumes(tmp_path):
     rows = (out / "log.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["step", "1", "2", "3"]
     assert float(rows[-1].split(",")[1]) > 0  # CPU-hours accumulate over the resumed run
+    assert train.main(["--resume", str(out / "last.pt"), "--ship", str(tmp_path / "shipped.pt")]) == 0
+    _, payload = load_conditioned(tmp_path / "shipped.pt")
+    assert "optimizer" not in payload and payload["extra"]["steps"] == 3 and payload["extra"]["cpu_core_hours"] > 0
 
 
 def test_pipeline_places_moving_points_with_the_conditioned_network(tmp_path):

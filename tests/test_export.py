@@ -28,6 +28,6 @@ def test_write_outputs(tmp_path):
     assert len(cams["frames"]) == 22 and "arbitrary" in cams["units"]
     np.testing.assert_allclose(cams["frames"][5]["camera_to_world"], rec.camera_to_world[5])
     assert cams["frames"][0]["fx"] == rec.intrinsics[0, 0, 0]
-    assert paths["summary"].stat().st_size > 20_000
+    assert paths["summary"].stat().st_size > 20_000 and paths["trajectories"].stat().st_size > 20_000
     with av.open(str(paths["tracks_video"])) as c:
         assert sum(1 for _ in c.decode(video=0)) == 22

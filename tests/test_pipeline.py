@@ -131,7 +131,7 @@ def test_reconstruct_command_on_a_video(tmp_path, checkpoint, capsys):
     rec = Reconstruction.load(out / "reconstruction.npz")
     assert rec.n_frames == 24
     np.testing.assert_allclose(rec.intrinsics[0, 0, 0], 160 / np.tan(np.radians(30)))
-    for name in ("points.ply", "cameras.json", "summary.png", "tracks.mp4"):
+    for name in ("points.ply", "cameras.json", "summary.png", "trajectories.png", "tracks.mp4"):
         assert (out / name).stat().st_size > 0
     assert json.loads((out / "cameras.json").read_text())["frames"][0]["frame"] == 0
     assert "decode" in capsys.readouterr().out

@@ -1,9 +1,10 @@
 """``python -m training.conditioned``: train the geometry-conditioned network (issue 14) on two CPU cores.
 
 Each training window is a fresh synthetic clip (``training.synthetic``, noisy tracks, 16–40 frames, 24–96 tracks)
-whose geometry inputs come from the pipeline's own functions run on it — static fit, motion levels, ground contact
-(:func:`window_inputs`) — under the true cameras perturbed by about the solved cameras' error, not from a bundle
-adjustment per window. Targets are exact: every visible entry's camera-frame log-depth over the window's scale
+whose geometry inputs come from the pipeline's own functions run on it — the motion model's rotation-only verdict,
+static fit, motion levels, ground contact (:func:`window_inputs`) — under the true cameras perturbed by about the
+solved cameras' error, not from a bundle adjustment per window (``benchmarks/check_conditioning.py`` compares the
+two). Targets are exact: every visible entry's camera-frame log-depth over the window's scale
 (Laplace NLL, moving entries weighted up) and the dynamic flag (class-balanced BCE).
 
 Stops and resumes at any time (``--resume``: model, optimiser, step, CPU-seconds so far); writes ``log.csv`` with
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from tracks4d.contracts import Cameras
 from tracks4d.geometry.ground import ground_contact
 from tracks4d.geometry.motion import motion_levels, static_fit
+from tracks4d.geometry.motion_model import select_motion_model
 from tracks4d.geometry.transforms import transform_points
 from tracks4d.network.checkpoint import load_checkpoint, save_checkpoint
 from tracks4d.network.conditioned import (ConditionedConfig, ConditionedNet, Conditioning, conditioning,
@@ -106,7 +108,7 @@ def make_windows(rng: np.random.Generator, n_frames: int, n_tracks: int, config:
     first, up to half of it)."""
     scene = generate_window(rng, n_frames, scene_tracks, config)
     t = scene.tracks
-    rotation_only = scene.camera_kind in ("static", "pan")
+    rotation_only = select_motion_model(t.tracks, t.visible, t.intrinsics_per_frame()).kind == "rotation"
     cond, static = window_inputs(t.tracks, t.visible, _perturbed(scene, rng), rotation_only,
                                  tuple(int(v) for v in t.image_size))
     visible = t.visible & scene.true_visible
@@ -199,12 +201,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validation", type=int, default=24, help="held-out windows")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ship", metavar="OUT", help="do not train: write --resume's model to OUT for shipping (fp16 "
+                                                 "when its outputs stay within 1e-3 of fp32; provenance added)")
     return p
+
+
+def ship(source: Path, output: Path) -> dict:
+    """``source`` checkpoint → ``output`` without optimiser state, fp16 unless that moves any held-out log-depth by
+    more than 1e-3; provenance (steps, CPU core-hours, hardware, date, generator mix) in ``extra``."""
+    import datetime
+    import platform
+
+    model, payload = load_conditioned(source)
+    half = ConditionedNet(model.config)
+    half.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
+    window = validation_windows(1)[0]
+    with torch.no_grad():
+        x = torch.from_numpy(window.features)[None]
+        diff = float((model(x).log_depth - half(x).log_depth).abs().max())
+    extra = {**payload.get("extra", {}), "source": str(source), "steps": int(payload.get("step", 0)),
+             "cpu_core_hours": float(payload.get("extra", {}).get("cpu_seconds", 0.0)) / 3600,
+             "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+             "date": datetime.date.today().isoformat(), "fp16_max_log_depth_diff": diff,
+             "training_movers": dict(zip(MOVER_KINDS, training_config().mover_weights))}
+    save_checkpoint(output, model, step=int(payload.get("step", 0)), extra=extra, half=diff < 1e-3)
+    return extra
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.ship:
+        if not args.resume:
+            raise SystemExit("--ship needs --resume CHECKPOINT (the model to ship)")
+        print(ship(Path(args.resume), Path(args.ship)))
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     step, cpu_s = 0, 0.0

@@ -17,6 +17,7 @@ World units are those of the cameras; "up" is the cameras' mean −y axis (image
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,9 +104,11 @@ def group_objects(tracks: np.ndarray, visible: np.ndarray, moving: np.ndarray, d
     rows, cols = [], []
     for i in range(index.size):
         shared = seen[:, i:i + 1] & seen[:, i:]
-        distance = np.linalg.norm(xy[:, i:i + 1] - xy[:, i:], axis=-1)
-        median = np.array([np.median(distance[shared[:, j], j]) if shared[:, j].sum() >= MIN_SHARED else np.inf
-                           for j in range(shared.shape[1])])
+        distance = np.where(shared, np.linalg.norm(xy[:, i:i + 1] - xy[:, i:], axis=-1), np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)                # columns that share no frame
+            median = np.nanmedian(distance, axis=0)
+        median[shared.sum(0) < MIN_SHARED] = np.inf
         close = np.flatnonzero(median < PROXIMITY * diagonal_px) + i
         rows += [i] * close.size
         cols += close.tolist()

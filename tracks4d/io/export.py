@@ -19,7 +19,8 @@ from ..contracts import Reconstruction  # noqa: E402
 from .colmap import write_colmap_text  # noqa: E402
 from .overlay import draw_tracks, save_video, track_colours  # noqa: E402
 
-__all__ = ["write_ply", "write_cameras_json", "write_summary_png", "write_outputs", "motion_colours"]
+__all__ = ["write_ply", "write_cameras_json", "write_summary_png", "write_trajectories_png", "write_outputs",
+           "motion_colours"]
 
 
 def motion_colours(rec: Reconstruction) -> np.ndarray:
@@ -105,10 +106,63 @@ def write_summary_png(path: str | Path, rec: Reconstruction, frames: np.ndarray 
     return path
 
 
+def write_trajectories_png(path: str | Path, rec: Reconstruction, frames: np.ndarray | None = None,
+                           frame_tracks: np.ndarray | None = None, max_tracks: int = 60) -> Path:
+    """The moving points' 3D trajectories (up to ``max_tracks`` of the moving tracks, one colour per track, fading
+    from first to last frame) seen from above and from the side, in the first camera's frame (x right, y down,
+    z forward), over the static points (grey) and the camera path; and the middle frame with the same tracks."""
+    frame_tracks = rec.tracks if frame_tracks is None else frame_tracks
+    moving = np.flatnonzero(~np.asarray(rec.meta.get("static_mask", rec.motion_level < np.median(rec.motion_level)),
+                                        bool))
+    rng = np.random.default_rng(0)
+    shown = np.sort(rng.choice(moving, min(max_tracks, moving.size), replace=False)) if moving.size else moving
+    w2c0 = rec.world_to_camera[0]
+    to_first = lambda x: x @ w2c0[:3, :3].T + w2c0[:3, 3]  # noqa: E731
+    static = to_first(rec.static_points[np.asarray(rec.meta.get("static_mask", np.ones(rec.n_points, bool)), bool)])
+    centres = to_first(rec.camera_to_world[:, :3, 3])
+    colours = plt.cm.tab20(np.arange(len(shown)) % 20)
+    fig = plt.figure(figsize=(15, 5))
+    for k, (a, b, title) in enumerate(((0, 2, "from above (x, z)"), (2, 1, "from the side (z, y)"))):
+        ax = fig.add_subplot(1, 3, 1 + k)
+        if len(static):
+            lo, hi = np.nanpercentile(static[:, [a, b]], [2, 98], axis=0)
+            keep = np.all((static[:, [a, b]] >= lo) & (static[:, [a, b]] <= hi), axis=1)
+            ax.scatter(static[keep, a], static[keep, b], s=2, c="0.75", label="static points")
+        ax.plot(centres[:, a], centres[:, b], "k-", lw=1.5, label="camera path")
+        for colour, p in zip(colours, shown):
+            traj = to_first(rec.points[:, p])
+            seen = rec.visible[:, p]
+            ax.plot(traj[:, a], traj[:, b], "-", color=colour, lw=0.8, alpha=0.8)
+            ax.scatter(traj[seen, a], traj[seen, b], s=3, color=colour)
+        if b == 1:
+            ax.invert_yaxis()
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_xlabel("xyz"[a])
+        ax.set_ylabel("xyz"[b])
+        ax.set_title(f"moving-point trajectories {title}", fontsize=10)
+        ax.legend(loc="best", fontsize=8)
+    ax = fig.add_subplot(1, 3, 3)
+    t = rec.n_frames // 2
+    img = _frame_or_canvas(rec, frames, t)
+    ax.imshow(img)
+    for colour, p in zip(colours, shown):
+        seen = rec.visible[:, p]
+        ax.plot(frame_tracks[seen, p, 0], frame_tracks[seen, p, 1], "-", color=colour, lw=0.8)
+    ax.set_xlim(0, img.shape[1])
+    ax.set_ylim(img.shape[0], 0)
+    ax.set_title(f"frame {t}: the same tracks in the image", fontsize=10)
+    ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def write_outputs(rec: Reconstruction, out_dir: str | Path, frames: np.ndarray | None = None,
                   frame_tracks: np.ndarray | None = None, fps: float = 10.0) -> dict[str, Path]:
     """reconstruction.npz, points.ply (every visible point of every frame, coloured by γ), cameras.json,
-    summary.png, tracks.mp4 (tracks coloured by γ on the frames, or on a blank canvas) and colmap/ (a COLMAP text
+    summary.png, trajectories.png (the moving points in 3D), tracks.mp4 (tracks coloured by γ on the frames, or on a blank canvas) and colmap/ (a COLMAP text
     model, :func:`~tracks4d.io.colmap.write_colmap_text`); ``frame_tracks`` (N, P, 2) are the tracks in the frames'
     pixels when those differ from the input's."""
     image_size = (frames.shape[2], frames.shape[1]) if frames is not None and frame_tracks is None else None
@@ -122,6 +176,7 @@ def write_outputs(rec: Reconstruction, out_dir: str | Path, frames: np.ndarray |
                                 np.broadcast_to(colours, rec.points.shape)[rec.visible])
     paths["cameras"] = write_cameras_json(out / "cameras.json", rec)
     paths["summary"] = write_summary_png(out / "summary.png", rec, frames, frame_tracks)
+    paths["trajectories"] = write_trajectories_png(out / "trajectories.png", rec, frames, frame_tracks)
     canvas = frames if frames is not None else np.stack([_frame_or_canvas(rec, None, 0)] * rec.n_frames)
     paths["tracks_video"] = save_video(draw_tracks(canvas, frame_tracks, rec.visible, colours), out / "tracks.mp4",
                                        fps)

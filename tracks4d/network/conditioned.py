@@ -31,8 +31,9 @@ __all__ = ["ConditionedConfig", "ConditionedNet", "DepthOutput", "Conditioning",
            "load_conditioned", "predict_depth", "CONDITIONED_PRESETS", "MovingDepth", "moving_depth"]
 
 FEATURES = ("ray_x", "ray_y", "visible", "motion", "static_depth", "static_known", "contact_depth", "contact_known",
-            "up_x", "up_y", "up_z", "ground_height", "ground_known")
-"""Per-token input channels (:func:`conditioning`); depths and heights are logs / ratios to the window's scale."""
+            "floor_depth", "floor_known", "up_x", "up_y", "up_z", "ground_height", "ground_known")
+"""Per-token input channels (:func:`conditioning`); depths and heights are logs / ratios to the window's scale.
+``floor_depth``: where the token's own ray meets the ground (known where it points below the horizon)."""
 
 KIND = "conditioned"
 
@@ -167,10 +168,17 @@ def conditioning(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, moti
     features[..., 6] = np.clip(np.where(contact, np.log(np.where(contact, contact_depth, 1) / scale), 0), -4, 4)
     features[..., 7] = contact
     if plane is not None and known_static.sum() >= 8:
-        w2c = cameras.world_to_camera
-        features[..., 8:11] = (w2c[:, :3, :3] @ plane.normal)[:, None]
-        features[..., 11] = np.clip(plane.height(cameras.centres) / scale, -4, 4)[:, None]
-        features[..., 12] = 1.0
+        up = cameras.world_to_camera[:, :3, :3] @ plane.normal                   # (N, 3) the ground's normal
+        height = plane.height(cameras.centres) / scale                            # (N,) camera above the ground
+        descent = np.einsum("npc,nc->np", np.concatenate([rays, np.ones((n, p, 1))], -1), up)
+        meets = descent < -1e-6
+        floor = np.where(meets, height[:, None] / np.where(meets, -descent, 1.0), 1.0)
+        meets &= floor > 0
+        features[..., 8] = np.clip(np.where(meets, np.log(np.where(meets, floor, 1.0)), 0), -4, 4)
+        features[..., 9] = meets
+        features[..., 10:13] = up[:, None]
+        features[..., 13] = np.clip(height, -4, 4)[:, None]
+        features[..., 14] = 1.0
     return Conditioning(features, scale)
 
 
