@@ -86,18 +86,28 @@ def test_checkpoints_round_trip_and_the_wrong_kind_is_refused(tmp_path):
         load_conditioned(tmp_path / "first.pt")
 
 
-def test_overlapping_windows_share_one_scale():
+def test_overlapping_windows_share_one_scale_and_only_needed_tracks_are_placed(monkeypatch):
     torch.manual_seed(1)
     model = ConditionedNet(TINY).eval()
     rng = np.random.default_rng(0)
     features = rng.normal(size=(30, 6, len(FEATURES))).astype(np.float32)
     features[..., 2] = 1.0
-    one = moving_depth(model, Conditioning(features, 2.0), [(0, 30)])
-    two = moving_depth(model, Conditioning(features, 2.0), [(0, 20), (10, 30)])
+    features[..., 5] = 0.0
+    need = np.ones(6, bool)
+    one = moving_depth(model, Conditioning(features, 2.0), [(0, 30)], need)
+    two = moving_depth(model, Conditioning(features, 2.0), [(0, 20), (10, 30)], need)
     assert one.depth.shape == two.depth.shape == (30, 6) and np.isfinite(two.depth).all()
-    np.testing.assert_allclose(two.depth[:10], moving_depth(model, Conditioning(features[:20], 2.0), [(0, 20)]).depth[:10],
-                               rtol=1e-5)
+    first = moving_depth(model, Conditioning(features[:20], 2.0), [(0, 20)], need)
+    np.testing.assert_allclose(two.depth[:10], first.depth[:10], rtol=1e-5)
     assert ((two.motion > 0) & (two.motion < 1)).all()
+    # tracks with known depth are context, not answers; groups of tracks give the same answers as one pass
+    features[:, 4:, 5] = 1.0
+    part = moving_depth(model, Conditioning(features, 2.0), [(0, 30)], np.array([True] * 4 + [False] * 2))
+    assert np.isnan(part.depth[:, 4:]).all() and np.isfinite(part.depth[:, :4]).all()
+    import tracks4d.network.conditioned as conditioned_module
+    monkeypatch.setattr(conditioned_module, "GROUP_TRACKS", 2)
+    grouped = moving_depth(model, Conditioning(features, 2.0), [(0, 30)], np.array([True] * 4 + [False] * 2))
+    assert np.isfinite(grouped.depth[:, :4]).all() and not np.allclose(grouped.depth[:, :4], part.depth[:, :4])
 
 
 def test_training_windows_carry_pipeline_geometry_and_exact_targets():

@@ -257,9 +257,14 @@ def place_moving(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, stati
     z = transform_points(cameras.world_to_camera, np.nan_to_num(static_points))[..., 2]
     known = np.isfinite(static_points).all(1)[None] & tracks.visible & (z > 0)
     score = np.log(np.maximum(motion.residual_px, 1e-3) / motion.noise_px)
-    cond = conditioning(tracks.tracks, tracks.visible, cameras, score, np.where(known, z, np.nan), contact.depth,
-                        contact.plane)
-    return moving_depth(model, cond, window_spans(tracks.n_frames, opts.window, opts.overlap), opts.device)
+    static_depth = np.where(known, z, np.nan)
+    cond = conditioning(tracks.tracks, tracks.visible, cameras, score, static_depth, contact.depth, contact.plane)
+    placed_by_geometry = np.isfinite(static_points).all(1)
+    out = moving_depth(model, cond, window_spans(tracks.n_frames, opts.window, opts.overlap), ~placed_by_geometry,
+                       opts.device)
+    out.depth[:, placed_by_geometry] = z[:, placed_by_geometry]       # triangulated: their own depth
+    out.sigma[:, placed_by_geometry] = 0.0
+    return out
 
 
 _LOADED: dict = {}
@@ -283,7 +288,9 @@ def refine(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, placed: Pla
     refined = refine_moving(placed.points[:, index], tracks.tracks[:, index], tracks.visible[:, index], cameras,
                             placed.depth[:, index], sigma)
     points = placed.points.copy()
-    points[:, index] = refined.points
+    depth = transform_points(cameras.world_to_camera, refined.points)[..., 2]
+    kept = np.isfinite(refined.points).all(-1) & (depth > 0)          # never behind the camera: else the proposal
+    points[:, index] = np.where(kept[..., None], refined.points, placed.points[:, index])
     depth = transform_points(cameras.world_to_camera, points)[..., 2]
     return PlacedPoints(points, placed.static_points, depth, placed.observed, placed.scale), refined
 

@@ -216,23 +216,39 @@ class MovingDepth:
     motion: np.ndarray
 
 
-def moving_depth(model: ConditionedNet, cond: Conditioning, spans: list[tuple[int, int]],
+CONTEXT_TRACKS = 256   # static tracks with known depth the network sees beside the tracks it places
+GROUP_TRACKS = 512     # tracks placed per pass
+
+
+def moving_depth(model: ConditionedNet, cond: Conditioning, spans: list[tuple[int, int]], need: np.ndarray,
                  device: str | torch.device = "cpu") -> MovingDepth:
-    """The network over a clip's ``spans`` (frame windows from :func:`~.stitch.window_spans`): log-depths are
-    averaged where windows overlap (weighted by their certainty), motion probabilities over the windows that see a
-    track. All windows share the clip's scale, so nothing needs stitching."""
+    """The network over a clip's ``spans`` (frame windows from :func:`~.stitch.window_spans`) for the tracks
+    ``need`` (P,) bool marks (those geometry cannot place), beside up to ``CONTEXT_TRACKS`` static tracks of known
+    depth (those seen with it longest), ``GROUP_TRACKS`` at a time. Log-depths are averaged where windows overlap
+    (weighted by certainty), motion probabilities over the windows that see a track; all windows share the clip's
+    scale, so nothing needs stitching. Tracks not needed get NaN."""
     n, p, _ = cond.features.shape
-    log_sum, weight, motion, seen = np.zeros((n, p)), np.zeros((n, p)), np.zeros(p), np.zeros(p)
-    sigma_sum = np.zeros((n, p))
-    for start, end in spans:
-        window = Conditioning(cond.features[start:end], cond.scale)
-        depth, sigma, prob = predict_depth(model, window, device)
-        w = 1.0 / np.maximum(sigma, 1e-3) ** 2
-        log_sum[start:end] += w * np.log(depth)
-        sigma_sum[start:end] += w * sigma
-        weight[start:end] += w
-        sees = window.features[..., FEATURES.index("visible")].any(0)
-        motion += np.where(sees, prob, 0.0)
-        seen += sees
-    return MovingDepth(np.exp(log_sum / weight), sigma_sum / weight, np.where(seen > 0, motion / np.maximum(seen, 1),
-                                                                                0.5))
+    known = (cond.features[..., FEATURES.index("static_known")] > 0.5).sum(0)
+    others = np.flatnonzero(~need & (known > 0))
+    context = others[np.argsort(-known[others], kind="stable")[:CONTEXT_TRACKS]]
+    wanted = np.flatnonzero(need)
+    log_sum, weight, sigma_sum = np.zeros((n, p)), np.zeros((n, p)), np.zeros((n, p))
+    motion, seen = np.zeros(p), np.zeros(p)
+    for group in np.array_split(wanted, max(1, -(-wanted.size // GROUP_TRACKS))):
+        if group.size == 0:
+            continue
+        cols = np.concatenate([group, context])
+        for start, end in spans:
+            window = Conditioning(cond.features[start:end][:, cols], cond.scale)
+            depth, sigma, prob = predict_depth(model, window, device)
+            k = group.size
+            w = 1.0 / np.maximum(sigma[:, :k], 1e-3) ** 2
+            log_sum[start:end, group] += w * np.log(depth[:, :k])
+            sigma_sum[start:end, group] += w * sigma[:, :k]
+            weight[start:end, group] += w
+            sees = window.features[:, :k, FEATURES.index("visible")].any(0)
+            motion[group] += np.where(sees, prob[:k], 0.0)
+            seen[group] += sees
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return MovingDepth(np.exp(log_sum / weight), sigma_sum / weight,
+                           np.where(seen > 0, motion / np.maximum(seen, 1), 0.5))
