@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tracks4d.contracts import Cameras, TrackSet  # noqa: E402
 from tracks4d.evaluation.metrics import depth_metrics, motion_auc  # noqa: E402
-from tracks4d.geometry.ground import GroundPlane, contact_depth, fit_ground, group_objects  # noqa: E402
+from tracks4d.geometry.ground import GroundPlane, contact_depth, ground_contact  # noqa: E402
 from tracks4d.geometry.points import on_rays  # noqa: E402
 from tracks4d.geometry.transforms import apply_sim3, transform_points, umeyama_sim3  # noqa: E402
 from tracks4d.geometry.triangulation import bearings  # noqa: E402
@@ -148,9 +148,8 @@ def contact_references(rec, scene) -> tuple[float, float, float]:
                           moving, scale)
     ours = Cameras(rec.world_to_camera, rec.intrinsics)
     static = np.asarray(rec.meta["static_mask"], bool)
-    plane = fit_ground(rec.static_points[static], ours)
-    labels = group_objects(tracks, visible, ~static, float(np.hypot(*size)))
-    depth = contact_depth(tracks, visible, ours, plane, labels, size)
+    depth = ground_contact(tracks, visible, ours, np.where(static[:, None], rec.static_points, np.nan), static,
+                           size).depth
     estimated = to_truth(rec, scene)(points_from_depth(tracks, ours, depth))
     est_pct = pct_within(np.nan_to_num(estimated, nan=1e9), scene.world_points, moving, scale)
     return true_pct, est_pct, float(np.isfinite(depth)[moving].mean())

@@ -58,9 +58,9 @@ def main() -> None:
         rec = run_pipeline(t, opts).reconstruction
         solved = Cameras(rec.world_to_camera, rec.intrinsics)
         rotation = rec.meta["stages"]["cameras"]["model"] == "rotation"
+        simulated_rotation = select_motion_model(t.tracks, t.visible, t.intrinsics_per_frame()).kind == "rotation"
         for name, cams, rot in (("pipeline", solved, rotation),
-                                ("simulated", _perturbed(scene, rng),
-                                 select_motion_model(t.tracks, t.visible, t.intrinsics_per_frame()).kind == "rotation")):
+                                ("simulated", _perturbed(scene, rng), simulated_rotation)):
             row = stats(window_inputs(t.tracks, t.visible, cams, rot, size)[0], scene)
             rows[name].append(row)
             print(f"{label:>10s} {name:>9s} " + " ".join(f"{row[k]:11.3f}" for k in keys), flush=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -258,3 +260,21 @@ def test_config_is_checked():
         SceneConfig(camera_weights=(1.0, 1.0))
     with pytest.raises(ValueError):
         generate_window(0, 22, 0)
+
+
+def test_people_walk_upright_on_the_ground():
+    """The person mover: taller than wide, its feet reach the ground, and it walks."""
+    config = replace(SceneConfig(n_frames=30, noise=False, grid=40), mover_weights=(0, 0, 0, 0, 1.0), n_movers=(1, 1))
+    for seed in range(3):
+        scene = generate_scene(seed, config)
+        assert scene.mover_kinds == ("person",)
+        on = scene.dynamic & (scene.true_visible.sum(0) > 0)
+        seen = scene.true_visible[:, on]
+        points = np.where(seen[..., None], scene.world_points[:, on], np.nan)
+        height = np.nanmax(points[..., 2]) - np.nanmin(points[..., 2])
+        assert np.nanmin(points[..., 2]) < 0.15 * height                 # feet near the ground
+        t = int(np.argmax(seen.sum(1)))
+        width = np.nanmax(np.ptp(points[t, seen[t], :2], 0))
+        assert np.ptp(points[t, seen[t], 2]) > width                      # upright
+        start, end = (np.nanmedian(points[i, :, :2], 0) for i in (0, -1))
+        assert np.linalg.norm(end - start) > 0.02 * height               # walking

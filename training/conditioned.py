@@ -4,8 +4,8 @@ Each training window is a fresh synthetic clip (``training.synthetic``, noisy tr
 whose geometry inputs come from the pipeline's own functions run on it — the motion model's rotation-only verdict,
 static fit, motion levels, ground contact (:func:`window_inputs`) — under the true cameras perturbed by about the
 solved cameras' error, not from a bundle adjustment per window (``benchmarks/check_conditioning.py`` compares the
-two). Targets are exact: every visible entry's camera-frame log-depth over the window's scale
-(Laplace NLL, moving entries weighted up) and the dynamic flag (class-balanced BCE).
+two). Targets are exact: every visible entry's camera-frame log-depth over the window's scale (L1, moving entries
+weighted up; its uncertainty by a Laplace NLL on the detached error) and the dynamic flag (class-balanced BCE).
 
 Stops and resumes at any time (``--resume``: model, optimiser, step, CPU-seconds so far); writes ``log.csv`` with
 held-out error against CPU-hours and ``curve.png``. The held-out windows use seeds from 7_000_000 and include the
@@ -145,14 +145,17 @@ def collate(windows: list[TrainingWindow]) -> dict[str, torch.Tensor]:
 
 
 def losses(model: ConditionedNet, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """depth: Laplace NLL of visible entries' log-depth (moving × MOVING_WEIGHT) · motion: class-balanced BCE ·
+    """depth: L1 of visible entries' log-depth (moving × MOVING_WEIGHT) plus the Laplace NLL of its σ (on the
+    detached error) · motion: class-balanced BCE ·
     dyn_l1: mean |log-depth error| of moving entries (reported)."""
     out = model(batch["features"], batch["frame_mask"], batch["point_mask"])
     error = (out.log_depth - batch["target"]).abs()
     moving = batch["dynamic"][:, None].expand_as(error) > 0.5
     weight = batch["visible"].float() * torch.where(moving, MOVING_WEIGHT, 1.0)
-    nll = error * torch.exp(-out.log_sigma) + out.log_sigma
-    depth = (nll * weight).sum() / weight.sum().clamp(min=1)
+    # depth gets the full L1 gradient (an NLL would let hard, moving entries buy a large σ and stop learning);
+    # σ learns the size of the error separately
+    nll = error.detach() * torch.exp(-out.log_sigma) + out.log_sigma
+    depth = ((error + nll) * weight).sum() / weight.sum().clamp(min=1)
     dyn = batch["visible"] & moving
     dyn_l1 = error[dyn].mean() if dyn.any() else error.new_zeros(())
     real = batch["point_mask"]

@@ -117,7 +117,8 @@ class ConditionedNet(nn.Module):
             raise ValueError(f"features must be (B, N, P, {len(FEATURES)}), got {tuple(features.shape)}")
         b, n, p, _ = features.shape
         cfg = self.config
-        x = self.embed(self.encode(features)) + time_embedding(n, cfg.width, features.device, features.dtype)[None, :, None]
+        x = self.embed(self.encode(features))
+        x = x + time_embedding(n, cfg.width, features.device, features.dtype)[None, :, None]
         chunk = cfg.chunk_tokens if x.device.type == "cpu" else 0
         frame_keys = None if frame_mask is None else frame_mask[:, None].expand(b, p, n).reshape(b * p, n)
         point_keys = None if point_mask is None else point_mask[:, None].expand(b, n, p).reshape(b * n, p)
