@@ -139,10 +139,9 @@ def test_training_learns_and_resumes(tmp_path):
         optim.step()
     assert loss.item() < first - 0.3
     out = tmp_path / "run"
-    assert train.main(["--out", str(out), "--steps", "2", "--every", "1", "--validation", "1", "--batch-size", "2",
-                       "--threads", "1", "--preset", "geo"]) == 0
-    assert train.main(["--out", str(out), "--resume", str(out / "last.pt"), "--steps", "3", "--every", "1",
-                       "--validation", "1", "--batch-size", "2", "--threads", "1"]) == 0
+    common = ["--every", "1", "--validation", "1", "--batch-size", "2", "--threads", "1", "--real-share", "0"]
+    assert train.main(["--out", str(out), "--steps", "2", "--preset", "geo", *common]) == 0
+    assert train.main(["--out", str(out), "--resume", str(out / "last.pt"), "--steps", "3", *common]) == 0
     rows = (out / "log.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["step", "1", "2", "3"]
     assert float(rows[-1].split(",")[1]) > 0  # CPU-hours accumulate over the resumed run
@@ -166,3 +165,38 @@ def test_pipeline_places_moving_points_with_the_conditioned_network(tmp_path):
                                                         refine=False)).reconstruction
     assert off.meta["stages"]["moving"]["network"].startswith("none") and off.meta["stages"]["refine"] is None
     np.testing.assert_allclose(off.camera_to_world, rec.camera_to_world)  # cameras do not depend on this stage
+
+
+def test_real_clips_teach_hidden_static_depth():
+    """A real clip's window hides a third of its static tracks' depth; only those entries carry a target, it is
+    their triangulated depth, and the batch trains without motion labels for it."""
+    scene = generate_scene(5, SceneConfig(n_frames=30, camera="orbit"))
+    t = scene.tracks
+    clip = train.RealClip("generated", t.tracks, t.visible, scene.world_to_camera, t.intrinsics_per_frame(), False,
+                          tuple(int(v) for v in t.image_size))
+    rng = np.random.default_rng(0)
+    window = train.real_window(rng, clip, 24, 60)
+    assert window is not None and not window.labelled
+    assert window.features.shape[:2] == (24, 60) and window.visible.any()
+    rows = window.visible.any(0)
+    assert (window.features[..., 5][:, rows] == 0).all()                  # hidden from the network
+    assert window.visible.sum() > 20
+    batch = train.collate([window, *train.make_windows(rng, 24, 60, train.training_config(), count=1,
+                                                       scene_tracks=150)])
+    terms = train.losses(ConditionedNet(TINY), batch)
+    assert torch.isfinite(terms["loss"]) and terms["motion"] > 0
+    only_real = train.losses(ConditionedNet(TINY), train.collate([window]))
+    assert only_real["motion"] == 0 and torch.isfinite(only_real["loss"])
+
+
+def test_hidden_static_depth_targets_are_the_triangulated_depth():
+    scene = generate_scene(6, SceneConfig(n_frames=24, camera="walk", noise=False))
+    t = scene.tracks
+    cams = Cameras(scene.world_to_camera, t.intrinsics_per_frame())
+    hide = np.random.default_rng(0).random(t.n_points) < 1 / 3
+    cond, static, depth = train.window_inputs(t.tracks, t.visible, cams, False, tuple(int(v) for v in t.image_size),
+                                              hide)
+    known = np.isfinite(depth)
+    assert known[:, hide].any() and (cond.features[:, hide, 5] == 0).all()
+    error = np.abs(depth[known] / scene.depth[known] - 1)   # exact cameras: exact depth, bar a slow mover or two
+    assert np.median(error) < 1e-4 and np.mean(error < 1e-2) > 0.97

@@ -36,9 +36,11 @@ from tracks4d.network.conditioned import (ConditionedConfig, ConditionedNet, Con
 from .datasets import HELD_OUT_MOVER
 from .synthetic import MOVER_KINDS, SceneConfig, SyntheticScene, generate_window
 
-__all__ = ["window_inputs", "TrainingWindow", "make_windows", "training_config", "main"]
+__all__ = ["window_inputs", "TrainingWindow", "make_windows", "RealClip", "real_clips", "real_window", "training_config", "main"]
 
 VALIDATION_SEED = 7_000_000
+REAL_HELD_OUT = ("pstudio", "lady-running")
+"""Real videos never trained on (the fixed-camera check clip; lady-running for the pictures)."""
 MOVING_WEIGHT = 3.0          # moving entries count this much more than static ones in the depth loss
 ROTATION_NOISE_DEG = (0.02, 0.3)
 CENTRE_NOISE = (0.0005, 0.005)  # × the median scene depth
@@ -52,9 +54,12 @@ def training_config(hold_out: str | None = HELD_OUT_MOVER) -> SceneConfig:
 
 
 def window_inputs(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, rotation_only: bool,
-                  image_size: tuple[int, int]) -> tuple[Conditioning, np.ndarray]:
+                  image_size: tuple[int, int], hide: np.ndarray | None = None
+                  ) -> tuple[Conditioning, np.ndarray, np.ndarray]:
     """What the pipeline's geometry stages give the network for a clip under ``cameras``: → (conditioning, static
-    (P,) bool). The same calls as :func:`tracks4d.pipeline.run_pipeline` makes, without the bundle adjustment."""
+    (P,) bool, static depth (N, P) NaN where unknown). The same calls as :func:`tracks4d.pipeline.run_pipeline`
+    makes, without the bundle adjustment; ``hide`` (P,) bool: tracks whose static depth the network is not told
+    (self-supervision on real clips)."""
     fitted, errors = static_fit(tracks, visible, cameras, rotation_only)
     focal = float(np.mean(cameras.intrinsics[:, [0, 1], [0, 1]]))
     motion = motion_levels(errors, visible, focal)
@@ -68,17 +73,21 @@ def window_inputs(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, rot
         points = np.where(known[:, None], fitted, np.nan)
     contact = ground_contact(tracks, visible, cameras, points, motion.static, image_size)
     score = np.log(np.maximum(motion.residual_px, 1e-3) / motion.noise_px)
-    return conditioning(tracks, visible, cameras, score, static_depth, contact.depth, contact.plane), motion.static
+    told = static_depth if hide is None else np.where(hide[None], np.nan, static_depth)
+    cond = conditioning(tracks, visible, cameras, score, told, contact.depth, contact.plane)
+    return cond, motion.static, static_depth
 
 
 @dataclass
 class TrainingWindow:
-    """features (N, P, F) · target (N, P) log true depth over the window's scale · visible (N, P) · dynamic (P,)."""
+    """features (N, P, F) · target (N, P) log true depth over the window's scale · visible (N, P): entries with a
+    depth target · dynamic (P,) · labelled: whether ``dynamic`` is known (synthetic) or not (real clips)."""
 
     features: np.ndarray
     target: np.ndarray
     visible: np.ndarray
     dynamic: np.ndarray
+    labelled: bool = True
 
 
 def _perturbed(scene: SyntheticScene, rng: np.random.Generator) -> Cameras:
@@ -109,8 +118,8 @@ def make_windows(rng: np.random.Generator, n_frames: int, n_tracks: int, config:
     scene = generate_window(rng, n_frames, scene_tracks, config)
     t = scene.tracks
     rotation_only = select_motion_model(t.tracks, t.visible, t.intrinsics_per_frame()).kind == "rotation"
-    cond, static = window_inputs(t.tracks, t.visible, _perturbed(scene, rng), rotation_only,
-                                 tuple(int(v) for v in t.image_size))
+    cond, _, _ = window_inputs(t.tracks, t.visible, _perturbed(scene, rng), rotation_only,
+                               tuple(int(v) for v in t.image_size))
     visible = t.visible & scene.true_visible
     known = cond.features[..., 5] > 0.5
     reference = scene.depth[known] if known.sum() >= 8 else scene.depth[visible]
@@ -125,6 +134,65 @@ def make_windows(rng: np.random.Generator, n_frames: int, n_tracks: int, config:
     return windows
 
 
+@dataclass
+class RealClip:
+    """A real video reconstructed once by the pipeline (cameras bundle-adjusted; no moving-point stages)."""
+
+    name: str
+    tracks: np.ndarray
+    visible: np.ndarray
+    world_to_camera: np.ndarray
+    intrinsics: np.ndarray
+    rotation_only: bool
+    image_size: tuple[int, int]
+
+
+def real_clips(root: Path, cache: Path) -> list[RealClip]:
+    """Every video under ``root`` except :data:`REAL_HELD_OUT`, reconstructed once (``--ba``) and cached."""
+    from tracks4d.pipeline import ReconstructOptions, run_pipeline
+
+    from .videos import find_videos
+
+    clips = []
+    cache.mkdir(parents=True, exist_ok=True)
+    for video in find_videos(root, REAL_HELD_OUT):
+        path = cache / f"{video.stem}-{video.stat().st_size}.npz"
+        if not path.exists():
+            rec = run_pipeline(video, ReconstructOptions(bundle_adjust=True, moving_checkpoint="none", refine=False,
+                                                         progress=False)).reconstruction
+            rotation = rec.meta["stages"]["cameras"]["model"] == "rotation"
+            np.savez(path, tracks=rec.tracks, visible=rec.visible, world_to_camera=rec.world_to_camera,
+                     intrinsics=rec.intrinsics, rotation_only=rotation, image_size=np.array(rec.meta["image_size"]))
+        d = np.load(path)
+        clips.append(RealClip(video.stem, d["tracks"], d["visible"], d["world_to_camera"], d["intrinsics"],
+                              bool(d["rotation_only"]), tuple(int(v) for v in d["image_size"])))
+    return clips
+
+
+def real_window(rng: np.random.Generator, clip: RealClip, n_frames: int, n_tracks: int) -> TrainingWindow | None:
+    """Self-supervision from a real clip: a third of its static tracks have their triangulated depth hidden from the
+    network, which must give it back from everything else (None when the window has too few)."""
+    n = min(n_frames, len(clip.tracks))
+    start = int(rng.integers(0, len(clip.tracks) - n + 1))
+    span = slice(start, start + n)
+    visible = clip.visible[span]
+    keep = np.flatnonzero(visible.sum(0) >= 3)
+    if clip.rotation_only or keep.size < 32:
+        return None
+    tracks, visible = clip.tracks[span][:, keep], visible[:, keep]
+    hide = rng.random(keep.size) < 1 / 3
+    cond, _, depth = window_inputs(tracks, visible, Cameras(clip.world_to_camera[span], clip.intrinsics[span]), False,
+                                   clip.image_size, hide)
+    answer = hide & np.isfinite(depth).any(0)
+    if answer.sum() < 8 or cond.scale == 1.0:
+        return None
+    pick = np.concatenate([rng.permutation(np.flatnonzero(answer))[:n_tracks // 3],
+                           rng.permutation(np.flatnonzero(~answer))])[:n_tracks]
+    target = np.log(np.where(np.isfinite(depth), depth, cond.scale) / cond.scale).astype(np.float32)
+    mask = answer[None] & np.isfinite(depth) & visible
+    return TrainingWindow(cond.features[:, pick], target[:, pick], mask[:, pick], np.zeros(pick.size, bool), False)
+
+
 def collate(windows: list[TrainingWindow]) -> dict[str, torch.Tensor]:
     """Pad to the batch's largest N and P; masks mark real frames and tracks."""
     n = max(w.features.shape[0] for w in windows)
@@ -132,7 +200,8 @@ def collate(windows: list[TrainingWindow]) -> dict[str, torch.Tensor]:
     b = len(windows)
     out = {"features": torch.zeros(b, n, p, windows[0].features.shape[-1]), "target": torch.zeros(b, n, p),
            "visible": torch.zeros(b, n, p, dtype=torch.bool), "dynamic": torch.zeros(b, p),
-           "frame_mask": torch.zeros(b, n, dtype=torch.bool), "point_mask": torch.zeros(b, p, dtype=torch.bool)}
+           "frame_mask": torch.zeros(b, n, dtype=torch.bool), "point_mask": torch.zeros(b, p, dtype=torch.bool),
+           "labelled": torch.tensor([w.labelled for w in windows])}
     for i, w in enumerate(windows):
         wn, wp = w.visible.shape
         out["features"][i, :wn, :wp] = torch.from_numpy(w.features)
@@ -158,7 +227,9 @@ def losses(model: ConditionedNet, batch: dict[str, torch.Tensor]) -> dict[str, t
     depth = ((error + nll) * weight).sum() / weight.sum().clamp(min=1)
     dyn = batch["visible"] & moving
     dyn_l1 = error[dyn].mean() if dyn.any() else error.new_zeros(())
-    real = batch["point_mask"]
+    real = batch["point_mask"] & batch["labelled"][:, None]
+    if not real.any():
+        return {"loss": depth, "depth": depth, "motion": depth.new_zeros(()), "dyn_l1": dyn_l1}
     label = batch["dynamic"][real]
     positive = label.mean().clamp(0.05, 0.95)
     class_weight = torch.where(label > 0.5, 0.5 / positive, 0.5 / (1 - positive))
@@ -204,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validation", type=int, default=24, help="held-out windows")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--real-share", type=float, default=0.2,
+                   help="share of batches' clips that are real videos (self-supervised; 0 = synthetic only)")
+    p.add_argument("--video-root", default=None, help="real videos (default ../shared/data/real)")
+    p.add_argument("--cache", default="runs/conditioned-real", help="the real clips' reconstructions")
     p.add_argument("--ship", metavar="OUT", help="do not train: write --resume's model to OUT for shipping (fp16 "
                                                  "when its outputs stay within 1e-3 of fp32; provenance added)")
     return p
@@ -253,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
         optimizer.load_state_dict(payload["optimizer"])
     rng = np.random.default_rng(args.seed + step)
     config = training_config()
+    clips = []
+    if args.real_share > 0:
+        from .videos import DEFAULT_VIDEO_ROOT
+        root = Path(args.video_root) if args.video_root else DEFAULT_VIDEO_ROOT
+        clips = real_clips(root, Path(args.cache)) if root.is_dir() else []
+        print(f"real clips: {', '.join(c.name for c in clips) or 'none'}", flush=True)
     held_out = validation_windows(args.validation)
     log_path = out / "log.csv"
     fields = ["step", "cpu_hours", "loss", "depth", "motion", "dyn_l1", "val_dyn_l1", "val_dyn_within10",
@@ -267,8 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"conditioned network: {model.num_parameters():,} parameters, from step {step}", flush=True)
     while step < args.steps and not (args.minutes and time.time() - start > 60 * args.minutes):
         n_frames, n_tracks = int(rng.integers(16, 37)), int(rng.integers(32, 81))
-        batch = collate([w for _ in range(max(args.batch_size // 2, 1))
-                         for w in make_windows(rng, n_frames, n_tracks, config)])
+        windows = []
+        while len(windows) < args.batch_size:
+            real = real_window(rng, clips[rng.integers(len(clips))], n_frames, n_tracks) \
+                if clips and rng.random() < args.real_share else None
+            windows += [real] if real is not None else make_windows(rng, n_frames, n_tracks, config)
+        batch = collate(windows[:args.batch_size])
         terms = losses(model, batch)
         optimizer.zero_grad()
         terms["loss"].backward()
