@@ -268,6 +268,7 @@ def place_moving(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, stati
 
 
 _LOADED: dict = {}
+REFINE_MAX_PX = 3.0   # a refined entry farther than this from its track keeps the proposal
 
 
 def _conditioned(path: str, device: str):
@@ -289,9 +290,11 @@ def refine(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, placed: Pla
                             placed.depth[:, index], sigma)
     points = placed.points.copy()
     depth = transform_points(cameras.world_to_camera, refined.points)[..., 2]
-    kept = np.isfinite(refined.points).all(-1) & (depth > 0)          # never behind the camera: else the proposal
+    # never behind the camera, never off the track (an entry the low-rank trajectory cannot follow): else the proposal
+    kept = np.isfinite(refined.points).all(-1) & (depth > 0) & ~(refined.error_px > REFINE_MAX_PX)
     points[:, index] = np.where(kept[..., None], refined.points, placed.points[:, index])
     depth = transform_points(cameras.world_to_camera, points)[..., 2]
+    refined.reprojection_px = float(np.nanmedian(np.where(kept, refined.error_px, np.nan))) if kept.any() else 0.0
     return PlacedPoints(points, placed.static_points, depth, placed.observed, placed.scale), refined
 
 
@@ -374,6 +377,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
                               str(moving_checkpoint), "seconds": timings["moving_s"]},
                    "refine": None if refined is None else
                    {"tracks": int((~motion.static).sum()), "reprojection_px": refined.reprojection_px,
+                    "kept": float(np.mean(~(refined.error_px > REFINE_MAX_PX))),
                     "seconds": timings["refine_s"]}},
         "verdict": _verdict(solution, motion, placed),
         "static_mask": motion.static.tolist(),

@@ -35,12 +35,14 @@ class RefineConfig:
 @dataclass
 class Refined:
     """points (N, M, 3) world for the M refined tracks · bases (M, K, 3) · coefficients (N, K), coefficients[:, 0]
-    = 1 · reprojection_px: median reprojection error of visible entries after refinement."""
+    = 1 · reprojection_px: median reprojection error of visible entries after refinement · error_px (N, M): each
+    entry's reprojection error (NaN where not visible)."""
 
     points: np.ndarray
     bases: np.ndarray
     coefficients: np.ndarray
     reprojection_px: float
+    error_px: np.ndarray
 
 
 def refine_moving(points: np.ndarray, tracks: np.ndarray, visible: np.ndarray, cameras: Cameras,
@@ -97,4 +99,5 @@ def refine_moving(points: np.ndarray, tracks: np.ndarray, visible: np.ndarray, c
         x = trajectories().numpy()
         c = (coeff * mask + fixed).numpy()
     px = residual * focal[:, None]
-    return Refined(x, bases.detach().numpy(), c, float(px[vis].median()) if vis.any() else 0.0)
+    return Refined(x, bases.detach().numpy(), c, float(px[vis].median()) if vis.any() else 0.0,
+                   np.where(visible, px.numpy(), np.nan))

@@ -7,7 +7,8 @@ import numpy as np
 
 from .transforms import transform_points
 
-__all__ = ["bearings", "triangulate", "triangulate_robust", "reprojection_errors", "mean_directions", "direction_errors"]
+__all__ = ["bearings", "triangulate", "triangulate_robust", "reprojection_errors", "mean_directions", "direction_errors",
+           "local_triangulation"]
 
 
 def bearings(tracks: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
@@ -82,3 +83,42 @@ def direction_errors(directions: np.ndarray, tracks: np.ndarray, w2c: np.ndarray
     with np.errstate(invalid="ignore", divide="ignore"):
         err = np.linalg.norm(pix[..., :2] / pix[..., 2:] - tracks, axis=-1)
     return np.where((cam[..., 2] > 1e-6) & np.isfinite(err), err, np.inf)
+
+
+def local_triangulation(tracks: np.ndarray, visible: np.ndarray, w2c: np.ndarray, intrinsics: np.ndarray,
+                        half_window: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every track triangulated in every frame t over frames t ± ``half_window`` only, as if it stood still there
+    (midpoint method: the point nearest all the window's rays) — a slow mover's depth where the camera moves more
+    than it does.
+
+    tracks (N, P, 2) px · visible (N, P) bool · w2c (N, 4, 4) · intrinsics (N, 3, 3) → (depth (N, P) camera-frame z
+    in frame t, NaN where fewer than 3 rays or they are near parallel · residual (N, P): RMS distance of the point
+    from the window's rays over its depth (≈ px / focal) · parallax (N, P): the rays' spread, √ of the smallest
+    eigenvalue of Σ(I − d dᵀ) over the ray count, ≈ the widest angle between them in radians)."""
+    n, p = visible.shape
+    c2w = np.linalg.inv(w2c)
+    d = np.einsum("nij,npj->npi", c2w[:, :3, :3], bearings(tracks.astype(np.float64), intrinsics))  # world rays
+    centre = np.broadcast_to(c2w[:, None, :3, 3], (n, p, 3))
+    use = visible.astype(np.float64)[..., None, None]
+    m = (np.eye(3) - d[..., :, None] * d[..., None, :]) * use                  # (N, P, 3, 3)
+    mc = np.einsum("npij,npj->npi", m, centre)
+    cmc = np.einsum("npi,npi->np", centre, mc)
+
+    def window_sum(x):
+        padded = np.concatenate([np.zeros((1,) + x.shape[1:]), np.cumsum(x, 0)])
+        lo = np.clip(np.arange(n) - half_window, 0, n)
+        hi = np.clip(np.arange(n) + half_window + 1, 0, n)
+        return padded[hi] - padded[lo]
+
+    a, b, s, count = window_sum(m), window_sum(mc), window_sum(cmc), window_sum(use[..., 0, 0])
+    eig = np.linalg.eigvalsh(a)[..., 0]
+    good = (count >= 3) & (eig > 1e-9)
+    point = np.linalg.solve(np.where(good[..., None, None], a, np.eye(3)), np.where(good[..., None], b, 0.0)[..., None])
+    point = point[..., 0]
+    z = np.einsum("nj,npj->np", w2c[:, 2, :3], point) + w2c[:, None, 2, 3]
+    cost = np.maximum(np.einsum("npi,npij,npj->np", point, a, point) - 2 * np.einsum("npi,npi->np", point, b) + s, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        residual = np.sqrt(cost / np.maximum(count, 1)) / np.abs(z)
+        parallax = np.sqrt(np.maximum(eig, 0) / np.maximum(count, 1))
+    good &= z > 0
+    return np.where(good, z, np.nan), np.where(good, residual, np.nan), np.where(good, parallax, 0.0)

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..contracts import Cameras
 from ..geometry.ground import GroundPlane
-from ..geometry.triangulation import bearings
+from ..geometry.triangulation import bearings, local_triangulation
 from .checkpoint import CheckpointError, load_checkpoint
 from .model import ModelConfig, TransformerBlock, _chunked, _masked_mean, time_embedding
 
@@ -31,9 +31,12 @@ __all__ = ["ConditionedConfig", "ConditionedNet", "DepthOutput", "Conditioning",
            "load_conditioned", "predict_depth", "CONDITIONED_PRESETS", "MovingDepth", "moving_depth"]
 
 FEATURES = ("ray_x", "ray_y", "visible", "motion", "static_depth", "static_known", "contact_depth", "contact_known",
-            "floor_depth", "floor_known", "up_x", "up_y", "up_z", "ground_height", "ground_known")
+            "floor_depth", "floor_known", "up_x", "up_y", "up_z", "ground_height", "ground_known", "local_depth",
+            "local_residual", "local_known")
 """Per-token input channels (:func:`conditioning`); depths and heights are logs / ratios to the window's scale.
-``floor_depth``: where the token's own ray meets the ground (known where it points below the horizon)."""
+``floor_depth``: where the token's own ray meets the ground (known where it points below the horizon) ·
+``local_depth``: the track triangulated over the frames around this one only, as if it stood still there
+(:func:`~tracks4d.geometry.triangulation.local_triangulation`; a slow mover's depth), with its residual in px (log)."""
 
 KIND = "conditioned"
 
@@ -180,6 +183,12 @@ def conditioning(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, moti
         features[..., 10:13] = up[:, None]
         features[..., 13] = np.clip(height, -4, 4)[:, None]
         features[..., 14] = 1.0
+    local, residual, _ = local_triangulation(tracks, visible, cameras.world_to_camera, cameras.intrinsics)
+    focal = cameras.intrinsics[:, None, 0, 0]
+    near = np.isfinite(local) & visible
+    features[..., 15] = np.clip(np.where(near, np.log(np.where(near, local, 1.0) / scale), 0), -4, 4)
+    features[..., 16] = np.clip(np.where(near, np.log(np.maximum(np.nan_to_num(residual) * focal, 1e-3)), 0), -4, 6)
+    features[..., 17] = near
     return Conditioning(features, scale)
 
 
