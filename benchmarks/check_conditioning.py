@@ -23,10 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_moving_points import scenes  # noqa: E402
 from tracks4d.contracts import Cameras  # noqa: E402
 from tracks4d.evaluation.metrics import motion_auc  # noqa: E402
-from tracks4d.geometry.motion_model import select_motion_model  # noqa: E402
 from tracks4d.network.conditioned import FEATURES  # noqa: E402
 from tracks4d.pipeline import ReconstructOptions, run_pipeline  # noqa: E402
-from training.conditioned import _perturbed, window_inputs  # noqa: E402
+from training.conditioned import _perturbed, _rotation_only, window_inputs  # noqa: E402
 
 
 def stats(cond, scene) -> dict:
@@ -58,9 +57,8 @@ def main() -> None:
         rec = run_pipeline(t, opts).reconstruction
         solved = Cameras(rec.world_to_camera, rec.intrinsics)
         rotation = rec.meta["stages"]["cameras"]["model"] == "rotation"
-        simulated_rotation = select_motion_model(t.tracks, t.visible, t.intrinsics_per_frame()).kind == "rotation"
-        for name, cams, rot in (("pipeline", solved, rotation),
-                                ("simulated", _perturbed(scene, rng), simulated_rotation)):
+        for name, cams, rot in (("pipeline", solved, rotation), ("simulated", _perturbed(scene, rng),
+                                                                  _rotation_only(scene))):
             row = stats(window_inputs(t.tracks, t.visible, cams, rot, size)[0], scene)
             rows[name].append(row)
             print(f"{label:>10s} {name:>9s} " + " ".join(f"{row[k]:11.3f}" for k in keys), flush=True)
