@@ -22,13 +22,15 @@ __all__ = ["RefineConfig", "Refined", "refine_moving"]
 @dataclass(frozen=True)
 class RefineConfig:
     """bases: K (the first is the static B₁) · steps: Adam steps · smooth: weight of second differences · pull:
-    weight of the proposed depth · huber: reprojection robust threshold (normalised image units)."""
+    weight of the proposed depth (chosen on the tuning scenes: 1 → 0.1 → 0.01 raised moving points within tolerance
+    0.32 → 0.37 → 0.41; below 0.01 nothing changes) · huber: reprojection robust threshold (normalised image
+    units)."""
 
     bases: int = 12
     steps: int = 150
     lr: float = 0.02
     smooth: float = 1.0
-    pull: float = 1.0
+    pull: float = 0.01
     huber: float = 0.01
 
 
