@@ -23,13 +23,14 @@ __all__ = ["RefineConfig", "Refined", "refine_moving"]
 class RefineConfig:
     """bases: K (the first is the static B₁) · steps: Adam steps · smooth: weight of second differences · pull:
     weight of the proposed depth (tuning scenes, moving points within tolerance: 1 → 0.1 → 0.01 gave 0.330 → 0.339
-    → 0.324) · huber: reprojection robust threshold (normalised image units)."""
+    → 0.324, within noise; below 1 a jittery proposal drifts along its rays, tests/test_refine.py) · huber:
+    reprojection robust threshold (normalised image units)."""
 
     bases: int = 12
     steps: int = 150
     lr: float = 0.02
     smooth: float = 1.0
-    pull: float = 0.1
+    pull: float = 1.0
     huber: float = 0.01
 
 
