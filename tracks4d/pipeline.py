@@ -294,7 +294,8 @@ def refine(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, placed: Pla
     kept = np.isfinite(refined.points).all(-1) & (depth > 0) & ~(refined.error_px > REFINE_MAX_PX)
     points[:, index] = np.where(kept[..., None], refined.points, placed.points[:, index])
     depth = transform_points(cameras.world_to_camera, points)[..., 2]
-    refined.reprojection_px = float(np.nanmedian(np.where(kept, refined.error_px, np.nan))) if kept.any() else 0.0
+    errors = refined.error_px[kept & np.isfinite(refined.error_px)]
+    refined.reprojection_px = float(np.median(errors)) if errors.size else 0.0
     return PlacedPoints(points, placed.static_points, depth, placed.observed, placed.scale), refined
 
 
