@@ -341,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     if args.resume and "optimizer" in (payload := load_checkpoint(args.resume)):
         optimizer.load_state_dict(payload["optimizer"])
+        for group in optimizer.param_groups:       # --lr of this phase, not the stored one
+            group["lr"] = args.lr
     rng = np.random.default_rng(args.seed + step)
     config = training_config()
     clips = []
