@@ -7,8 +7,9 @@ solved cameras' error, not from a bundle adjustment per window (``benchmarks/che
 two). Targets are exact: every visible entry's camera-frame log-depth over the window's scale (L1, moving entries
 weighted up; its uncertainty by a Laplace NLL on the detached error) and the dynamic flag (class-balanced BCE).
 
-Stops and resumes at any time (``--resume``: model, optimiser, step, CPU-seconds so far); writes ``log.csv`` with
-held-out error against CPU-hours and ``curve.png``. The held-out windows use seeds from 7_000_000 and include the
+Stops and resumes at any time (``--resume``: model, optimiser, step, CPU-seconds so far); writes ``last.pt`` (to
+resume), ``average.pt`` (an exponential moving average of the weights, validated and shipped: single steps swing the
+held-out error) and ``log.csv`` with held-out error against CPU-hours. The held-out windows use seeds from 7_000_000 and include the
 mover kind never trained on (``training.datasets.HELD_OUT_MOVER``).
 """
 
@@ -44,6 +45,7 @@ REAL_HELD_OUT = ("pstudio", "lady-running")
 MOVING_WEIGHT = 3.0          # moving entries count this much more than static ones in the depth loss
 ROTATION_NOISE_DEG = (0.01, 0.1)
 CENTRE_NOISE = (0.0003, 0.003)  # × the median scene depth
+EMA_DECAY = 0.995              # the shipped weights average the last ~200 steps
 STILL_BASELINE = 0.003          # × the median scene depth: a camera that moves less only rotates
 
 
@@ -343,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         optimizer.load_state_dict(payload["optimizer"])
         for group in optimizer.param_groups:       # --lr of this phase, not the stored one
             group["lr"] = args.lr
+    average = ConditionedNet(model.config)                 # exponential moving average of the weights: what ships
+    average.load_state_dict(model.state_dict())
+    average.eval()
     rng = np.random.default_rng(args.seed + step)
     config = training_config()
     clips = []
@@ -377,16 +382,20 @@ def main(argv: list[str] | None = None) -> int:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         step += 1
+        with torch.no_grad():
+            for a, p in zip(average.parameters(), model.parameters()):
+                a.lerp_(p, 1 - EMA_DECAY)
         for k, v in terms.items():
             running[k] = 0.98 * running.get(k, v.item()) + 0.02 * v.item()
         if step % args.every == 0 or step == args.steps:
             now = time.process_time()
             cpu_s, last_cpu = cpu_s + now - last_cpu, now
             row = {"step": step, "cpu_hours": round(cpu_s / 3600, 4), **{k: round(v, 5) for k, v in running.items()},
-                   **{k: round(v, 5) for k, v in validate(model, held_out).items()}}
+                   **{k: round(v, 5) for k, v in validate(average, held_out).items()}}
             writer.writerow(row)
             log.flush()
             save_checkpoint(out / "last.pt", model, optimizer=optimizer, step=step, extra={"cpu_seconds": cpu_s})
+            save_checkpoint(out / "average.pt", average, step=step, extra={"cpu_seconds": cpu_s})
             print(" ".join(f"{k} {v}" for k, v in row.items()), flush=True)
     log.close()
     return 0
