@@ -45,6 +45,7 @@ REAL_HELD_OUT = ("pstudio", "lady-running")
 MOVING_WEIGHT = 3.0          # moving entries count this much more than static ones in the depth loss
 ROTATION_NOISE_DEG = (0.01, 0.1)
 CENTRE_NOISE = (0.0003, 0.003)  # × the median scene depth
+FOLLOW_SHARE = 0.15           # generated clips filmed by a camera that keeps pace with the subject
 EMA_DECAY = 0.995              # the shipped weights average the last ~200 steps
 STILL_BASELINE = 0.003          # × the median scene depth: a camera that moves less only rotates
 
@@ -347,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
             group["lr"] = args.lr
     average = ConditionedNet(model.config)                 # exponential moving average of the weights: what ships
     average.load_state_dict(model.state_dict())
+    if args.resume and (out / "average.pt").exists():
+        kept, kept_payload = load_conditioned(out / "average.pt")
+        if kept_payload.get("step") == step:
+            average.load_state_dict(kept.state_dict())
     average.eval()
     rng = np.random.default_rng(args.seed + step)
     config = training_config()
@@ -374,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         while len(windows) < args.batch_size:
             real = real_window(rng, clips[rng.integers(len(clips))], n_frames, n_tracks) \
                 if clips and rng.random() < args.real_share else None
-            windows += [real] if real is not None else make_windows(rng, n_frames, n_tracks, config)
+            scene_config = replace(config, camera="follow") if rng.random() < FOLLOW_SHARE else config
+            windows += [real] if real is not None else make_windows(rng, n_frames, n_tracks, scene_config)
         batch = collate(windows[:args.batch_size])
         terms = losses(model, batch)
         optimizer.zero_grad()

@@ -29,7 +29,9 @@ __all__ = ["CAMERA_KINDS", "EXTRA_CAMERA_KINDS", "MOVER_KINDS", "SceneConfig", "
            "min_visible_frames"]
 
 CAMERA_KINDS = ("orbit", "walk", "pan", "static")
-EXTRA_CAMERA_KINDS = ("tripod_walk",)
+EXTRA_CAMERA_KINDS = ("tripod_walk", "follow")
+"""Drawn only when named: ``tripod_walk`` (still, then walking closer), ``follow`` (a handheld camera that keeps
+pace with the first mover, as when filming a walking person or pet: the subject stays in view, the scene slides by)."""
 """Camera paths made only when asked for (``SceneConfig.camera``), never drawn at random: a tripod that pans a
 little for the first half of the clip, then walks towards the subject (mixed rotation-only / general motion)."""
 WALK_MAX_APPROACH = 0.6  # a walk ends at ≥ 40 % of its starting subject distance (1 − this)
@@ -301,13 +303,16 @@ def _build_world(rng: np.random.Generator, config: SceneConfig) -> _World:
 
     camera_kind = config.camera or _pick(rng, CAMERA_KINDS, config.camera_weights)
     offsets, looks, wobble = _camera_path(rng, camera_kind, tau, fov)
+    aim = np.broadcast_to(target, (n, 3)).copy()
+    if camera_kind == "follow":                          # keep pace with the first mover's walk
+        aim[:, :2] += movers[0].centres[:, :2] - movers[0].centres[mid, :2]
     for _ in range(8):                                   # back off until no mover comes near the camera
-        centres = target + distance * offsets
+        centres = aim + distance * offsets
         shortfall = 0.1 * distance - min(_gap(centres, m) for m in movers)
         if shortfall < 0:
             break
         distance += shortfall + 0.05 * distance
-    camera_to_world = pose_matrix(_look_at(centres, target + distance * looks) @ wobble, centres)
+    camera_to_world = pose_matrix(_look_at(centres, aim + distance * looks) @ wobble, centres)
     boxes = _add_clutter(parts, rng, target, centres, movers, size, distance)
     _add_ground_and_walls(parts, rng, target, centres, movers, boxes, size, distance)
     return _World(camera_to_world, invert_rigid(camera_to_world), intrinsics, (int(width), int(height)), tau,
@@ -465,6 +470,8 @@ def _camera_path(rng: np.random.Generator, kind: str, tau: np.ndarray, fov: floa
         sideways = np.array([np.cos(azimuth[0]), np.sin(azimuth[0]), 0.0])
         looks = looks + np.tan(np.clip(sweep * t, -1.2, 1.2))[:, None] * sideways
         shake_move = 0.01
+    elif kind == "follow":       # handheld, carried along with the subject (_build_world moves the aim)
+        radius = radius + _smooth_noise(rng, tau, 0.05, 1)[:, 0]
     elif kind == "tripod_walk":  # still (panning a little) until mid-clip, then 30 % closer by the end
         walked = np.clip(t / max(t[-1], 1e-9), 0.0, 1.0)
         radius = radius - 0.3 * walked
