@@ -10,6 +10,7 @@ Prints pct10 and dynamic AbsRel per set and draws them against CPU-hours, with t
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -29,20 +30,29 @@ def main() -> None:
     ap.add_argument("--set", default="held-out")
     ap.add_argument("--scenes", type=int, default=2)
     ap.add_argument("--png", default=None)
+    ap.add_argument("--cache", default=None, help="JSON file of rows already measured (by checkpoint path, size)")
     args = ap.parse_args()
+    cache = json.loads(Path(args.cache).read_text()) if args.cache and Path(args.cache).exists() else {}
     first = default_checkpoint("cpu")
     network = load_backend(first, "torch", "cpu")
-    sets = {name: list(scenes(name, args.scenes, 50)) for name in args.set.split(",")}
+    sets = {name: list(scenes(name, args.scenes, 50)) for name in args.set.split(",")}  # made once
     hours = {c: float(load_checkpoint(c).get("extra", {}).get("cpu_seconds", 0.0)) / 3600 for c in args.checkpoints}
     table = []
     print(f"{'checkpoint':>28s} {'CPU-h':>6s} " + " ".join(f"{n + ' pct10':>15s} {'dynAbsRel':>9s}" for n in sets))
     for ckpt in sorted(args.checkpoints, key=hours.get):
-        opts = ReconstructOptions(checkpoint=first, bundle_adjust=True, progress=False, moving_checkpoint=ckpt)
-        row = {"checkpoint": ckpt, "hours": hours[ckpt]}
-        for name, items in sets.items():
-            scores = [score(run_pipeline(scene.tracks, opts, network=network).reconstruction, scene)
-                      for _, scene in items]
-            row[name] = {k: float(np.nanmean([s[k] for s in scores])) for k in scores[0]}
+        key = f"{ckpt}|{Path(ckpt).stat().st_size}|{args.set}|{args.scenes}"
+        if key in cache:
+            row = cache[key]
+        else:
+            opts = ReconstructOptions(checkpoint=first, bundle_adjust=True, progress=False, moving_checkpoint=ckpt)
+            row = {"checkpoint": ckpt, "hours": hours[ckpt]}
+            for name, items in sets.items():
+                scores = [score(run_pipeline(scene.tracks, opts, network=network).reconstruction, scene)
+                          for _, scene in items]
+                row[name] = {k: float(np.nanmean([s[k] for s in scores])) for k in scores[0]}
+            cache[key] = row
+            if args.cache:
+                Path(args.cache).write_text(json.dumps(cache, indent=1))
         table.append(row)
         print(f"{Path(ckpt).name:>28s} {row['hours']:6.2f} " + " ".join(
             f"{row[n]['pct10']:15.3f} {row[n]['dyn_abs_rel']:9.3f}" for n in sets), flush=True)
