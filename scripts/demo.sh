@@ -19,4 +19,4 @@ if [ "${TRAIN:-0}" = 1 ] || [ ! -f "$checkpoint" ]; then
 fi
 tracks4d reconstruct examples/rendered_room.mp4 -o "$out/rendered_room" --checkpoint "$checkpoint" \
   --fx 511.103 --fy 511.103 --cx 321.836 --cy 240.850 --ba --ba-gamma auto
-echo "look at $out/rendered_room/summary.png and tracks.mp4; 3D viewer: tracks4d view $out/rendered_room"
+echo "look at $out/rendered_room/summary.png, trajectories.png and tracks.mp4; 3D viewer: tracks4d view $out/rendered_room"
