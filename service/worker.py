@@ -71,9 +71,9 @@ def _exit_with_parent(poll_s: float = 1.0) -> None:
 
 def _worker_main(conn, settings_json: str) -> None:
     """Worker process: load the network once, then run the jobs the supervisor sends until it sends None."""
-    from tracks4d.network.checkpoint import default_checkpoint
+    from tracks4d.network.checkpoint import default_checkpoint, default_moving_checkpoint
     from tracks4d.network.onnx_backend import load_backend
-    from tracks4d.pipeline import ReconstructOptions, run_pipeline
+    from tracks4d.pipeline import ReconstructOptions, moving_network, run_pipeline
 
     _exit_with_parent()
     settings = Settings.model_validate_json(settings_json)
@@ -85,10 +85,14 @@ def _worker_main(conn, settings_json: str) -> None:
     checkpoint = settings.checkpoint or default_checkpoint(device)
     try:
         networks = {settings.backend: load_backend(checkpoint, settings.backend, device)}
+        moving = default_moving_checkpoint()
+        if moving is not None:
+            moving_network(moving, device)                      # the moving-points network, loaded once
     except Exception as exc:  # noqa: BLE001 - reported to the server, which stays not-ready
         conn.send(("broken", f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready", {"checkpoint": str(checkpoint), "backend": settings.backend, "device": device}))
+    conn.send(("ready", {"checkpoint": str(checkpoint), "backend": settings.backend, "device": device,
+                         "moving_checkpoint": None if moving is None else str(moving)}))
     while True:
         message = conn.recv()
         if message is None:

@@ -279,12 +279,13 @@ def test_requests_while_the_model_loads_are_queued_not_refused(tmp_path):
         srv.stop()
 
 
-def test_a_model_that_cannot_load_is_reported_not_retried(tmp_path):
-    """A broken checkpoint: /readyz and /reconstruct answer 503 naming the reason (no "retry shortly"); the server
-    stays alive (/healthz 200)."""
+@pytest.mark.parametrize("which", ["checkpoint", "moving_checkpoint"])
+def test_a_model_that_cannot_load_is_reported_not_retried(tmp_path, which):
+    """A broken checkpoint (the first network's or the moving-points network's): /readyz and /reconstruct answer 503
+    naming the reason (no "retry shortly"); the server stays alive (/healthz 200)."""
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint" * 10)
-    srv = Server(tmp_path / "data", wait=False, checkpoint=broken, **LIMITS)
+    srv = Server(tmp_path / "data", wait=False, **{which: broken}, **LIMITS)
     try:
         srv.wait_for(lambda: "failed to load" in srv.client.get("/readyz").text, 300, "broken")
         ready = srv.client.get("/readyz")

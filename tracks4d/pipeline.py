@@ -41,7 +41,7 @@ from .network.stitch import reconstruct_long, window_spans
 from .tracking.lk import TrackerConfig, track_clip
 
 __all__ = ["ReconstructOptions", "ReconstructResult", "run_pipeline", "reconstruct", "intrinsics_from_options",
-           "resolve_backend", "resolve_precision"]
+           "resolve_backend", "resolve_precision", "moving_network"]
 
 
 @dataclass
@@ -253,7 +253,7 @@ def place_moving(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, stati
     depth, ground contact), windowed like the first network; None without a conditioned checkpoint."""
     if moving_checkpoint is None:
         return None
-    model, _ = _conditioned(str(moving_checkpoint), str(opts.device))
+    model, _ = moving_network(moving_checkpoint, opts.device)
     z = transform_points(cameras.world_to_camera, np.nan_to_num(static_points))[..., 2]
     known = np.isfinite(static_points).all(1)[None] & tracks.visible & (z > 0)
     score = np.log(np.maximum(motion.residual_px, 1e-3) / motion.noise_px)
@@ -271,8 +271,10 @@ _LOADED: dict = {}
 REFINE_MAX_PX = 3.0   # a refined entry farther than this from its track keeps the proposal
 
 
-def _conditioned(path: str, device: str):
-    """The conditioned network of ``path`` on ``device``, loaded once per process."""
+def moving_network(path: str | Path, device: str | torch.device = "cpu"):
+    """The geometry-conditioned network of ``path`` on ``device`` and its payload, loaded once per process (a
+    server calls it at start-up, so a broken checkpoint shows before the first request)."""
+    path, device = str(path), str(device)
     if (path, device) not in _LOADED:
         _LOADED[(path, device)] = load_conditioned(path, device)
     return _LOADED[(path, device)]
@@ -334,7 +336,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
                          None if str(opts.moving_checkpoint).lower() == "none" else Path(opts.moving_checkpoint))
     if moving_checkpoint is not None:
         with _timed(timings, "load_moving_model"):
-            _conditioned(str(moving_checkpoint), str(opts.device))
+            moving_network(moving_checkpoint, opts.device)
 
     tracks, clip = read_tracks(source, opts, timings, progress)
     tracks, known = with_intrinsics(tracks, opts)
