@@ -14,6 +14,7 @@ recorded with the stage's time in ``meta["stages"]``:
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import time
 from contextlib import contextmanager
@@ -267,17 +268,18 @@ def place_moving(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, stati
     return out
 
 
-_LOADED: dict = {}
 REFINE_MAX_PX = 3.0   # a refined entry farther than this from its track keeps the proposal
 
 
 def moving_network(path: str | Path, device: str | torch.device = "cpu"):
     """The geometry-conditioned network of ``path`` on ``device`` and its payload, loaded once per process (a
     server calls it at start-up, so a broken checkpoint shows before the first request)."""
-    path, device = str(path), str(device)
-    if (path, device) not in _LOADED:
-        _LOADED[(path, device)] = load_conditioned(path, device)
-    return _LOADED[(path, device)]
+    return _load_moving(str(path), str(device))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_moving(path: str, device: str):
+    return load_conditioned(path, device)
 
 
 def refine(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, placed: PlacedPoints,

@@ -30,7 +30,7 @@ from tracks4d.geometry.ground import ground_contact
 from tracks4d.geometry.motion import motion_levels, static_fit
 from tracks4d.geometry.motion_model import select_motion_model
 from tracks4d.geometry.transforms import transform_points
-from tracks4d.network.checkpoint import load_checkpoint, save_checkpoint
+from tracks4d.network.checkpoint import save_checkpoint
 from tracks4d.network.conditioned import (ConditionedConfig, ConditionedNet, Conditioning, conditioning,
                                           load_conditioned)
 
@@ -266,7 +266,7 @@ def validation_windows(count: int) -> list[TrainingWindow]:
 def validate(model: ConditionedNet, windows: list[TrainingWindow]) -> dict[str, float]:
     """Held-out: moving entries' median |log-depth error| and share within 10 %, against the contact prior's."""
     model.eval()
-    errors, contact_errors, covered = [], [], []
+    errors, contact_errors = [], []
     for w in windows:
         out = model(torch.from_numpy(w.features)[None])
         dyn = w.visible & w.dynamic[None]
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model = ConditionedNet(ConditionedConfig.preset(args.preset))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    if args.resume and "optimizer" in (payload := load_checkpoint(args.resume)):
+    if args.resume and "optimizer" in payload:
         optimizer.load_state_dict(payload["optimizer"])
         for group in optimizer.param_groups:       # --lr of this phase, not the stored one
             group["lr"] = args.lr

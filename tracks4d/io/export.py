@@ -69,6 +69,14 @@ def _frame_or_canvas(rec: Reconstruction, frames: np.ndarray | None, t: int) -> 
     return np.full((max(h, 2), max(w, 2), 3), 235, np.uint8)
 
 
+def _save_figure(fig, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def write_summary_png(path: str | Path, rec: Reconstruction, frames: np.ndarray | None = None,
                       frame_tracks: np.ndarray | None = None) -> Path:
     """Top view (x–z) of the camera path and the static points, and the first and last frames with their tracks
@@ -99,11 +107,7 @@ def write_summary_png(path: str | Path, rec: Reconstruction, frames: np.ndarray 
         ax.imshow(img)
         ax.set_title(f"frame {t}: tracks by γ (purple static, red moving)", fontsize=10)
         ax.axis("off")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def write_trajectories_png(path: str | Path, rec: Reconstruction, frames: np.ndarray | None = None,
@@ -152,11 +156,7 @@ def write_trajectories_png(path: str | Path, rec: Reconstruction, frames: np.nda
     ax.set_ylim(img.shape[0], 0)
     ax.set_title(f"frame {t}: the same tracks in the image", fontsize=10)
     ax.axis("off")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def write_outputs(rec: Reconstruction, out_dir: str | Path, frames: np.ndarray | None = None,
