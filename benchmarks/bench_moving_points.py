@@ -245,7 +245,7 @@ def main() -> None:
     args = ap.parse_args()
     checkpoint = args.checkpoint or default_checkpoint("cpu")
     opts = ReconstructOptions(checkpoint=checkpoint, bundle_adjust=True, progress=False,
-                              moving_checkpoint=args.moving, refine=not args.no_refine)
+                              moving_checkpoint=args.moving, refine_moving=not args.no_refine)
     network = load_backend(checkpoint, resolve_backend(opts), opts.device)
     print(f"{'set':>8s} {'scene':>12s} {'movers':>6s} | {'pct10':>6s} {'dynAbsRel':>9s} {'allAbsRel':>9s} "
           f"{'AUC γ':>6s} {'s':>5s} | {'oracle':>6s} {'frozen':>6s} {'near st':>7s} {'gc true':>7s} {'gc est':>6s} "

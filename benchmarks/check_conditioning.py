@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=2)
     ap.add_argument("--set", default="held-out")
     args = ap.parse_args()
-    opts = ReconstructOptions(bundle_adjust=True, progress=False, moving_checkpoint="none", refine=False)
+    opts = ReconstructOptions(bundle_adjust=True, progress=False, moving_checkpoint="none", refine_moving=False)
     keys = ("known", "static_err", "auc", "ground", "cover", "contact_err")
     print(f"{'scene':>10s} {'inputs':>9s} " + " ".join(f"{k:>11s}" for k in keys))
     rows = {"pipeline": [], "simulated": []}

@@ -31,7 +31,7 @@ class ReconstructParams(BaseModel):
     backend: Literal["torch", "onnx"] | None = Field(None, description="network backend; None: the server's")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="the torch network's precision; auto: bf16 where the device has native bf16, else fp32")
-    refine: bool = Field(True, description="per-clip refinement of the moving points' trajectories")
+    refine_moving: bool = Field(True, description="per-clip refinement of the moving points' trajectories")
     mode: Literal["auto", "sync", "async"] = "auto"
 
     @model_validator(mode="after")

@@ -162,7 +162,7 @@ def test_pipeline_places_moving_points_with_the_conditioned_network(tmp_path):
     # moving points stay on the rays through their tracks (the refinement keeps reprojection within a pixel or two)
     assert stages["refine"]["reprojection_px"] < 2.0
     off = run_pipeline(scene.tracks, ReconstructOptions(progress=False, moving_checkpoint="none",
-                                                        refine=False)).reconstruction
+                                                        refine_moving=False)).reconstruction
     assert off.meta["stages"]["moving"]["network"].startswith("none") and off.meta["stages"]["refine"] is None
     np.testing.assert_allclose(off.camera_to_world, rec.camera_to_world)  # cameras do not depend on this stage
 

@@ -99,7 +99,7 @@ def test_small_json_request_answers_with_the_reconstruction(server, tmp_path):
 
 
 def test_onnx_backend_per_request_matches_torch(server):
-    body = {**json_body(small_tracks(8)), "refine": False}  # the backends, not an optimiser's amplification of 1e-5
+    body = {**json_body(small_tracks(8)), "refine_moving": False}  # the backends, not an optimiser's amplification of 1e-5
     torch_summary = server.client.post("/reconstruct", json={**body, "precision": "fp32"}).json()
     r = server.client.post("/reconstruct", json={**body, "backend": "onnx"})
     assert r.status_code == 200, r.text

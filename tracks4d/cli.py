@@ -128,7 +128,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
         bundle_adjust=args.ba, ba_gamma=None if args.ba_gamma == "auto" else float(args.ba_gamma),
         camera_init=args.camera_init,
         finetune_steps=args.finetune, backend=args.backend, precision=args.precision,
-        moving_checkpoint=args.moving_checkpoint, refine=args.refine, progress=not args.no_progress)
+        moving_checkpoint=args.moving_checkpoint, refine_moving=args.refine_moving, progress=not args.no_progress)
     result = run_pipeline(args.input, opts)
     rec, clip = result.reconstruction, result.clip
     frames = clip.frames if clip is not None else None
@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--finetune", type=int, default=0, metavar="N", help="fine-tune N steps on this clip")
     rc.add_argument("--moving-checkpoint", help="geometry-conditioned network that places moving points (default: "
                                                 "the shipped one; 'none': the first network's points)")
-    rc.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
+    rc.add_argument("--refine-moving", action=argparse.BooleanOptionalAction, default=True,
                     help="per-clip refinement of the moving points' trajectories (cameras fixed)")
     rc.add_argument("--no-progress", action="store_true")
     rc.set_defaults(func=_reconstruct)

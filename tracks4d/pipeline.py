@@ -61,7 +61,7 @@ class ReconstructOptions:
     multiplies bf16 natively, :func:`~tracks4d.network.inference.native_bf16`; else fp32), "fp32" or "bf16" ·
     moving_checkpoint: the geometry-conditioned network that places moving points (None: the shipped one,
     :func:`~tracks4d.network.checkpoint.default_moving_checkpoint`; "none": the first network's points instead) ·
-    refine: the per-clip refinement of moving trajectories."""
+    refine_moving: the per-clip refinement of moving trajectories."""
 
     checkpoint: str | Path | None = None
     device: str = "cpu"
@@ -87,7 +87,7 @@ class ReconstructOptions:
     window_tracks: int = 800
     precision: str = "auto"
     moving_checkpoint: str | Path | None = None
-    refine: bool = True
+    refine_moving: bool = True
     progress: bool = True
 
 
@@ -365,7 +365,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
                               solution.rotation_only, proposal, None if moving is None else moving.depth)
     progress(0.93, "points")
     refined = None
-    if opts.refine:
+    if opts.refine_moving:
         with _timed(timings, "refine"):
             placed, refined = refine(tracks, solution.cameras, motion, placed, moving)
     progress(0.95, "refined")

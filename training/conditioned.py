@@ -176,7 +176,7 @@ def real_clips(root: Path, cache: Path) -> list[RealClip]:
     for video in find_videos(root, REAL_HELD_OUT):
         path = cache / f"{video.stem}-{video.stat().st_size}.npz"
         if not path.exists():
-            rec = run_pipeline(video, ReconstructOptions(bundle_adjust=True, moving_checkpoint="none", refine=False,
+            rec = run_pipeline(video, ReconstructOptions(bundle_adjust=True, moving_checkpoint="none", refine_moving=False,
                                                          progress=False)).reconstruction
             rotation = rec.meta["stages"]["cameras"]["model"] == "rotation"
             np.savez(path, tracks=rec.tracks, visible=rec.visible, world_to_camera=rec.world_to_camera,

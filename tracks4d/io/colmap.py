@@ -38,7 +38,7 @@ def rotation_to_quaternion(rotations: np.ndarray) -> np.ndarray:
     return quats * np.where(quats[:, :1] < 0, -1.0, 1.0)
 
 
-def _static_mask(rec: Reconstruction, static_mask: np.ndarray | None) -> np.ndarray:
+def static_mask_of(rec: Reconstruction, static_mask: np.ndarray | None) -> np.ndarray:
     """(P,) bool: ``static_mask``, else ``rec.meta["static_mask"]``, else γ < :data:`DEFAULT_STATIC_GAMMA`."""
     where = "static_mask"
     if static_mask is None and "static_mask" in rec.meta:
@@ -171,7 +171,7 @@ def write_colmap_text(rec: Reconstruction, out_dir: str | Path, image_size: tupl
                          f"of the text model; remove it or choose another folder")
     size = _image_size(rec, image_size)
     names = _image_names(rec, image_names)
-    static = _static_mask(rec, static_mask) & np.isfinite(rec.static_points).all(axis=1)
+    static = static_mask_of(rec, static_mask) & np.isfinite(rec.static_points).all(axis=1)
     rgb = _colours(rec, colours)
     quats = rotation_to_quaternion(_checked_rotations(rec.world_to_camera))
     camera_lines, camera_ids = _cameras(rec.intrinsics, size)

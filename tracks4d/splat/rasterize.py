@@ -27,11 +27,14 @@ BACKENDS = ("auto", "cpu", "torch", "gsplat")
 @dataclass
 class Rendered:
     """features (H, W, C): Σ wᵢ fᵢ + T·background · alpha (H, W): 1 − T · depth (H, W): Σ wᵢ zᵢ, the accumulated
-    camera depth (divide by alpha for the expected depth); wᵢ = αᵢ Πⱼ₍ⱼ<ᵢ₎(1 − αⱼ), T the transmittance left."""
+    camera depth (divide by alpha for the expected depth); wᵢ = αᵢ Πⱼ₍ⱼ<ᵢ₎(1 − αⱼ), T the transmittance left ·
+    means2d: the splats' screen positions (G, 2) in the graph (call ``retain_grad()`` on it before ``backward()``
+    for the screen-space gradients that drive densification; gsplat's shape is (1, G, 2))."""
 
     features: torch.Tensor
     alpha: torch.Tensor
     depth: torch.Tensor
+    means2d: torch.Tensor | None = None
 
 
 def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
@@ -61,7 +64,7 @@ def rasterize(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, op
         image, alpha = composite_cpu(proj.means2d, proj.conics, opacities, channels, back, tiles, width, height)
     else:
         image, alpha = composite_torch(proj.means2d, proj.conics, opacities, channels, back, tiles, width, height)
-    return Rendered(image[..., :-1], alpha, image[..., -1])
+    return Rendered(image[..., :-1], alpha, image[..., -1], proj.means2d)
 
 
 def _rasterize_gsplat(means, quats, scales, opacities, features, K, world_to_camera, width, height, background):
@@ -69,8 +72,8 @@ def _rasterize_gsplat(means, quats, scales, opacities, features, K, world_to_cam
 
     k = K.clone()
     k[:2, 2] += 0.5                                  # gsplat's pixel centres are at half-integers
-    colours, alphas, _ = rasterization(
+    colours, alphas, meta = rasterization(
         means, quats, scales, opacities, features, world_to_camera[None], k[None], width, height,
         near_plane=NEAR, eps2d=BLUR_PX, render_mode="RGB+D", backgrounds=torch.cat([background,
                                                                                     background.new_zeros(1)])[None])
-    return Rendered(colours[0, ..., :-1], alphas[0, ..., 0], colours[0, ..., -1])
+    return Rendered(colours[0, ..., :-1], alphas[0, ..., 0], colours[0, ..., -1], meta.get("means2d"))
