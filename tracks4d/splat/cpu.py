@@ -20,6 +20,25 @@ from .tiles import TILE, Tiles
 __all__ = ["composite_cpu"]
 
 
+@njit(cache=True, inline="always")
+def _gather(means2d, conics, opacities, features, gaussians, start, end):  # pragma: no cover - compiled
+    """A tile's splats in contiguous arrays (the pixel loops then read memory in order)."""
+    n = end - start
+    mx, my = np.empty(n, means2d.dtype), np.empty(n, means2d.dtype)
+    ca, cb, cc = np.empty(n, conics.dtype), np.empty(n, conics.dtype), np.empty(n, conics.dtype)
+    op, cut = np.empty(n, opacities.dtype), np.empty(n, opacities.dtype)
+    feat = np.empty((n, features.shape[1]), features.dtype)
+    for i in range(n):
+        g = gaussians[start + i]
+        mx[i], my[i] = means2d[g, 0], means2d[g, 1]
+        ca[i], cb[i], cc[i] = conics[g, 0], conics[g, 1], conics[g, 2]
+        op[i] = opacities[g]
+        # below this power α < MIN_ALPHA: most (pixel, splat) pairs are rejected without an exp
+        cut[i] = math.log(MIN_ALPHA / op[i]) - 1e-4 if op[i] > 0 else np.inf
+        feat[i] = features[g]
+    return mx, my, ca, cb, cc, op, cut, feat
+
+
 @njit(parallel=True, cache=True)
 def _forward(means2d, conics, opacities, features, background, gaussians, ranges, tiles_x, width, height,
              out, t_final, n_contrib):  # pragma: no cover - compiled
@@ -28,18 +47,18 @@ def _forward(means2d, conics, opacities, features, background, gaussians, ranges
         ty = tile // tiles_x
         tx = tile - ty * tiles_x
         start, end = ranges[tile], ranges[tile + 1]
+        mx, my, ca, cb, cc, op, cut, feat = _gather(means2d, conics, opacities, features, gaussians, start, end)
         for py in range(ty * TILE, min((ty + 1) * TILE, height)):
             for px in range(tx * TILE, min((tx + 1) * TILE, width)):
                 t = 1.0
                 last = 0
-                for k in range(start, end):
-                    g = gaussians[k]
-                    dx = px - means2d[g, 0]
-                    dy = py - means2d[g, 1]
-                    power = -0.5 * (conics[g, 0] * dx * dx + conics[g, 2] * dy * dy) - conics[g, 1] * dx * dy
-                    if power > 0.0:
+                for i in range(end - start):
+                    dx = px - mx[i]
+                    dy = py - my[i]
+                    power = -0.5 * (ca[i] * dx * dx + cc[i] * dy * dy) - cb[i] * dx * dy
+                    if power > 0.0 or power < cut[i]:
                         continue
-                    alpha = min(MAX_ALPHA, opacities[g] * math.exp(power))
+                    alpha = min(MAX_ALPHA, op[i] * math.exp(power))
                     if alpha < MIN_ALPHA:
                         continue
                     after = t * (1.0 - alpha)
@@ -47,9 +66,9 @@ def _forward(means2d, conics, opacities, features, background, gaussians, ranges
                         break
                     w = alpha * t
                     for c in range(channels):
-                        out[py, px, c] += w * features[g, c]
+                        out[py, px, c] += w * feat[i, c]
                     t = after
-                    last = k - start + 1
+                    last = i + 1
                 for c in range(channels):
                     out[py, px, c] += t * background[c]
                 t_final[py, px] = t
@@ -64,7 +83,8 @@ def _backward(means2d, conics, opacities, features, background, gaussians, range
     for tile in prange(ranges.shape[0] - 1):
         ty = tile // tiles_x
         tx = tile - ty * tiles_x
-        start = ranges[tile]
+        start, end = ranges[tile], ranges[tile + 1]
+        mx, my, ca, cb, cc, op, cut, feat = _gather(means2d, conics, opacities, features, gaussians, start, end)
         behind = np.empty(channels, dtype=features.dtype)
         for py in range(ty * TILE, min((ty + 1) * TILE, height)):
             for px in range(tx * TILE, min((tx + 1) * TILE, width)):
@@ -72,15 +92,15 @@ def _backward(means2d, conics, opacities, features, background, gaussians, range
                 d_alpha_px = d_alpha[py, px] * t_final[py, px]
                 for c in range(channels):
                     behind[c] = background[c]
-                for k in range(start + n_contrib[py, px] - 1, start - 1, -1):
-                    g = gaussians[k]
-                    dx = px - means2d[g, 0]
-                    dy = py - means2d[g, 1]
-                    power = -0.5 * (conics[g, 0] * dx * dx + conics[g, 2] * dy * dy) - conics[g, 1] * dx * dy
-                    if power > 0.0:
+                for i in range(n_contrib[py, px] - 1, -1, -1):
+                    k = start + i
+                    dx = px - mx[i]
+                    dy = py - my[i]
+                    power = -0.5 * (ca[i] * dx * dx + cc[i] * dy * dy) - cb[i] * dx * dy
+                    if power > 0.0 or power < cut[i]:
                         continue
                     gauss = math.exp(power)
-                    raw = opacities[g] * gauss
+                    raw = op[i] * gauss
                     alpha = min(MAX_ALPHA, raw)
                     if alpha < MIN_ALPHA:
                         continue
@@ -90,15 +110,15 @@ def _backward(means2d, conics, opacities, features, background, gaussians, range
                     for c in range(channels):
                         grad = d_out[py, px, c]
                         g_features[k, c] += w * grad
-                        dot += (features[g, c] - behind[c]) * grad
-                        behind[c] = alpha * features[g, c] + (1.0 - alpha) * behind[c]
+                        dot += (feat[i, c] - behind[c]) * grad
+                        behind[c] = alpha * feat[i, c] + (1.0 - alpha) * behind[c]
                     if raw > MAX_ALPHA:
                         continue                          # clamped: α does not depend on the splat here
                     d_a = t * dot + d_alpha_px / (1.0 - alpha)
                     g_opacities[k] += gauss * d_a
                     d_power = raw * d_a
-                    g_means[k, 0] += d_power * (conics[g, 0] * dx + conics[g, 1] * dy)
-                    g_means[k, 1] += d_power * (conics[g, 1] * dx + conics[g, 2] * dy)
+                    g_means[k, 0] += d_power * (ca[i] * dx + cb[i] * dy)
+                    g_means[k, 1] += d_power * (cb[i] * dx + cc[i] * dy)
                     g_conics[k, 0] += -0.5 * d_power * dx * dx
                     g_conics[k, 1] += -d_power * dx * dy
                     g_conics[k, 2] += -0.5 * d_power * dy * dy
