@@ -121,6 +121,10 @@ def _track(args: argparse.Namespace) -> int:
 
 def _reconstruct(args: argparse.Namespace) -> int:
     """INPUT (video, frame folder or track .npz) → OUT/ with reconstruction.npz and pictures."""
+    refine_config = _refine_config(args) if args.refine else None
+    if args.refine and Path(args.input).suffix == ".npz":
+        raise ValueError("--refine needs the video: the input is a track file (reconstruct the video, or run "
+                         "tracks4d refine OUT --video V)")
     opts = ReconstructOptions(
         checkpoint=args.checkpoint, device=resolve_device(args.device), fx=args.fx, fy=args.fy, cx=args.cx, cy=args.cy,
         fov_deg=args.fov_deg, tracker=args.tracker, tracker_checkpoint=args.tracker_checkpoint, grid=args.grid,
@@ -133,11 +137,72 @@ def _reconstruct(args: argparse.Namespace) -> int:
     rec, clip = result.reconstruction, result.clip
     frames = clip.frames if clip is not None else None
     frame_tracks = clip.to_working_pixels(rec.tracks) if clip is not None else None
-    paths = write_outputs(rec, args.output, frames, frame_tracks, fps=(clip.fps if clip and clip.fps else 10.0))
+    if Path(args.input).suffix != ".npz":
+        rec.meta["input"] = str(Path(args.input).resolve())          # for a later `tracks4d refine OUT`
+    fps = clip.fps if clip and clip.fps else 10.0
+    paths = write_outputs(rec, args.output, frames, frame_tracks, fps=fps)
     stages = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in result.timings.items())
     print(f"reconstructed {rec.n_frames} frames, {rec.n_points} tracks → {Path(args.output)}/ "
           f"({', '.join(p.name for p in paths.values())}); {stages}")
+    if refine_config is not None:
+        _run_refine(rec, frames, Path(args.output) / "refine", refine_config, args, fps)
     return 0
+
+
+def _refine_config(args: argparse.Namespace):
+    from .gaussians import RefineConfig
+
+    for name in ("refine_minutes", "refine_long_side", "refine_bases", "refine_steps"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    return RefineConfig(minutes=args.refine_minutes, steps=args.refine_steps, long_side=args.refine_long_side,
+                        bases=args.refine_bases, motion=args.motion, backend=args.refine_backend)
+
+
+def _run_refine(rec: Reconstruction, frames, out: Path, config, args: argparse.Namespace, fps: float) -> None:
+    from .gaussians import refine_gaussians, write_refine_outputs
+
+    result = refine_gaussians(rec, frames, config, progress=not args.no_progress)
+    paths = write_refine_outputs(out, result.scene, result.data, result.metrics, fps, args.refine_backend)
+    m = result.metrics
+    print(f"refined: {m['gaussians']} Gaussians ({m['moving_gaussians']} moving), {m['steps']} steps in "
+          f"{m['seconds']['total']:.0f} s; held-out PSNR {m['held_out']['psnr']:.2f} dB, SSIM "
+          f"{m['held_out']['ssim']:.3f} (frames {', '.join(map(str, m['held_out']['frames']))}) → {out}/ "
+          f"({', '.join(p.name for p in paths.values())})")
+
+
+def _refine(args: argparse.Namespace) -> int:
+    """OUT (a reconstruction of a video) → OUT/refine/: a dynamic Gaussian scene fitted to the video."""
+    config = _refine_config(args)
+    path = resolve_reconstruction(args.output)
+    rec = Reconstruction.load(path)
+    video = args.video or rec.meta.get("input")
+    if video is None:
+        raise ValueError(f"{path}: no video recorded with this reconstruction: give --video")
+    options = rec.meta.get("options", {})
+    clip = read_video(video, stride=options.get("stride", 1), max_frames=options.get("max_frames"),
+                      long_side=options.get("long_side", 640))
+    if clip.frames.shape[0] != rec.n_frames:
+        raise ValueError(f"{video}: decodes to {clip.frames.shape[0]} frames, the reconstruction has "
+                         f"{rec.n_frames}: give the video it was made from")
+    _run_refine(rec, clip.frames, Path(args.refine_dir) if args.refine_dir else path.parent / "refine", config,
+                args, clip.fps or 10.0)
+    return 0
+
+
+def _add_refine_options(parser: argparse.ArgumentParser) -> None:
+    """Options of the Gaussian refinement (``tracks4d refine``, and ``reconstruct --refine``)."""
+    from .gaussians.optimize import MOTIONS
+
+    parser.add_argument("--refine-minutes", type=float, default=10.0, help="time budget of the optimisation")
+    parser.add_argument("--refine-steps", type=int, help="stop after this many steps (default: time only)")
+    parser.add_argument("--refine-long-side", type=int, default=256, help="working resolution (long side, px)")
+    parser.add_argument("--refine-bases", type=int, default=10, help="motion bases B")
+    parser.add_argument("--motion", choices=MOTIONS, default="flat",
+                        help="moving Gaussians follow B shared bases (flat) or a tree of motion nodes (hierarchical)")
+    parser.add_argument("--refine-backend", choices=("auto", "cpu", "torch", "gsplat"), default="auto",
+                        help="rasteriser: numba on the CPU, the pure-torch reference, or gsplat on CUDA")
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -234,8 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "the shipped one; 'none': the first network's points)")
     rc.add_argument("--refine-moving", action=argparse.BooleanOptionalAction, default=True,
                     help="per-clip refinement of the moving points' trajectories (cameras fixed)")
+    rc.add_argument("--refine", action="store_true",
+                    help="then fit a dynamic Gaussian scene to the video (OUT/refine/; see tracks4d refine)")
+    _add_refine_options(rc)
     rc.add_argument("--no-progress", action="store_true")
     rc.set_defaults(func=_reconstruct)
+    rf = sub.add_parser("refine", help="reconstruction of a video → dense 4D Gaussians fitted to it (OUT/refine/)")
+    rf.add_argument("output", metavar="OUT", help="output folder holding reconstruction.npz, or the .npz itself")
+    rf.add_argument("--video", help="the video (or frame folder) it was made from (default: the recorded one)")
+    rf.add_argument("-o", "--output", dest="refine_dir", metavar="DIR", help="folder to write (default: OUT/refine)")
+    _add_refine_options(rf)
+    rf.add_argument("--no-progress", action="store_true")
+    rf.set_defaults(func=_refine)
     ev = sub.add_parser("eval", help="ATE, RPE, depth AbsRel/δ of PRED.npz against GT.npz (track file with GT)")
     ev.add_argument("prediction")
     ev.add_argument("ground_truth")

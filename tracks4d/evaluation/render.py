@@ -24,7 +24,8 @@ import numpy as np
 
 from ..geometry.transforms import invert_rigid, pose_matrix
 
-__all__ = ["Face", "RenderedScene", "render_scene", "ground_truth_tracks", "query_bodies"]
+__all__ = ["Face", "RenderedScene", "render_scene", "ground_truth_tracks", "ground_truth_reconstruction",
+           "query_bodies"]
 
 NEAR = 0.05                 # camera z below which nothing is drawn or visible
 _DEPTH_TOLERANCE = 1e-6     # relative: a point is visible where its ray's nearest hit lies at its own depth
@@ -396,3 +397,28 @@ def ground_truth_tracks(scene: RenderedScene, queries: np.ndarray) -> tuple[np.n
         seen = np.abs(nearest - z[front]) <= _DEPTH_TOLERANCE * z[front]
         occluded[t, front] = ~(inside & seen)
     return tracks, occluded
+
+
+def ground_truth_reconstruction(scene: RenderedScene, queries: np.ndarray) -> "Reconstruction":
+    """The exact :class:`~tracks4d.contracts.Reconstruction` of the tracks of ``queries`` (Q, 3) [t, x, y]: true
+    cameras, every track's true world point in every frame, static points and a static mask from the bodies (queries
+    that show no surface are dropped). What a perfect reconstruction would give the stages after it."""
+    from ..contracts import Reconstruction
+
+    face_index, local = _surface_points(scene, queries)
+    keep = face_index >= 0
+    tracks, occluded = ground_truth_tracks(scene, queries[keep])
+    body = np.array([scene.faces[f].body for f in face_index[keep]])
+    pose = scene.body_to_world[:, body]                                           # (N, Q, 4, 4)
+    world = np.einsum("nqij,qj->nqi", pose[..., :3, :3], local[keep]) + pose[..., :3, 3]
+    w2c = scene.world_to_camera
+    depth = np.einsum("nij,nqj->nqi", w2c[:, :3, :3], world)[..., 2] + w2c[:, None, 2, 3]
+    static = body == 0
+    n, q = depth.shape
+    return Reconstruction(
+        camera_to_world=scene.camera_to_world, world_to_camera=w2c,
+        intrinsics=np.broadcast_to(scene.intrinsics, (n, 3, 3)).copy(), points=world,
+        static_points=world.mean(0), motion_level=np.where(static, 1e-4, 1e-1),
+        depth=depth, bases=np.zeros((1, q, 3)), coefficients=np.zeros((n, 1)),
+        tracks=np.nan_to_num(tracks), visible=~occluded,
+        meta={"static_mask": static.tolist(), "image_size": list(scene.image_size), "source": "ground truth"})

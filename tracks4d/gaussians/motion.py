@@ -1,0 +1,123 @@
+"""Motion of the moving Gaussians: B shared SE(3) trajectories ("motion bases", Shape of Motion §3.2), each Gaussian
+following a softmax blend of them. A basis is T_{c→t}: a rotation (6D, Zhou et al.) and a translation per frame,
+from the canonical frame c to frame t; blends mix the 6D rotations and the translations with the same weights.
+
+Initialisation (:func:`init_bases`): k-means (scikit-learn) on the 3D tracks' velocities, then per cluster and frame
+a rigid Procrustes fit of the cluster's tracks from the canonical frame to that frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["MotionBases", "rot6d_to_matrix", "matrix_to_rot6d", "matrix_to_quaternion", "quaternion_multiply",
+           "init_bases", "procrustes"]
+
+
+def rot6d_to_matrix(r6: torch.Tensor) -> torch.Tensor:
+    """(..., 6) → (..., 3, 3): Gram–Schmidt on the two columns the 6 numbers hold."""
+    a, b = r6[..., :3], r6[..., 3:]
+    x = nn.functional.normalize(a, dim=-1)
+    y = nn.functional.normalize(b - (x * b).sum(-1, keepdim=True) * x, dim=-1)
+    return torch.stack([x, y, torch.cross(x, y, dim=-1)], -1)
+
+
+def matrix_to_rot6d(r: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) → (..., 6): its first two columns."""
+    return torch.cat([r[..., :, 0], r[..., :, 1]], -1)
+
+
+def matrix_to_quaternion(r: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) rotations → (..., 4) unit quaternions (w, x, y, z), w ≥ 0."""
+    m = r
+    w = torch.sqrt((1 + m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]).clamp_min(1e-12)) / 2
+    x = torch.sqrt((1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2]).clamp_min(1e-12)) / 2
+    y = torch.sqrt((1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2]).clamp_min(1e-12)) / 2
+    z = torch.sqrt((1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]).clamp_min(1e-12)) / 2
+    x = torch.copysign(x, m[..., 2, 1] - m[..., 1, 2])
+    y = torch.copysign(y, m[..., 0, 2] - m[..., 2, 0])
+    z = torch.copysign(z, m[..., 1, 0] - m[..., 0, 1])
+    return nn.functional.normalize(torch.stack([w, x, y, z], -1), dim=-1)
+
+
+def quaternion_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Hamilton product of (..., 4) quaternions (w, x, y, z): the rotation b, then a."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+                        aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
+
+
+class MotionBases(nn.Module):
+    """B trajectories over N frames: rotations (B, N, 6) as 6D, translations (B, N, 3)."""
+
+    def __init__(self, rotations: torch.Tensor, translations: torch.Tensor):
+        super().__init__()
+        self.rotations = nn.Parameter(matrix_to_rot6d(rotations).float())
+        self.translations = nn.Parameter(translations.float())
+
+    @property
+    def count(self) -> int:
+        return self.rotations.shape[0]
+
+    def blend(self, weights: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """weights (G, B), rows summing to 1 → the blended transform at frame t: rotations (G, 3, 3),
+        translations (G, 3)."""
+        return rot6d_to_matrix(weights @ self.rotations[:, t]), weights @ self.translations[:, t]
+
+    def blend_all(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """weights (G, B) → blended transforms at every frame: rotations (G, N, 3, 3), translations (G, N, 3)."""
+        rot6d = torch.einsum("gb,bnk->gnk", weights, self.rotations)
+        return rot6d_to_matrix(rot6d), torch.einsum("gb,bnk->gnk", weights, self.translations)
+
+    def acceleration(self) -> torch.Tensor:
+        """Mean squared second difference over time of the 6D rotations and translations (0 for < 3 frames)."""
+        if self.rotations.shape[1] < 3:
+            return self.rotations.sum() * 0
+        acc = lambda x: (x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]).pow(2).mean()  # noqa: E731
+        return acc(self.rotations) + acc(self.translations)
+
+
+def procrustes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rigid (R, t) minimising Σ |R sourceᵢ + t − targetᵢ|² over (M, 3) point pairs (M ≥ 3; fewer: a translation)."""
+    if len(source) < 3:
+        return np.eye(3), (target - source).mean(0) if len(source) else np.zeros(3)
+    cs, ct = source.mean(0), target.mean(0)
+    u, _, vt = np.linalg.svd((target - ct).T @ (source - cs))
+    d = np.sign(np.linalg.det(u @ vt))
+    r = u @ np.diag([1.0, 1.0, d]) @ vt
+    return r, ct - r @ cs
+
+
+def init_bases(points: np.ndarray, visible: np.ndarray, canonical: int, count: int, seed: int = 0
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Motion bases from the moving tracks' 3D trajectories.
+
+    points (N, M, 3) world · visible (N, M) bool (frames that may be used) · canonical: frame c · count: B →
+    rotations (B', N, 3, 3), translations (B', N, 3), labels (M,) cluster per track, B' = min(B, M). Frames where a
+    cluster has no track seen both there and at c take the nearest frame's transform."""
+    from sklearn.cluster import KMeans
+
+    n, m = visible.shape
+    count = max(1, min(count, m))
+    velocity = np.where((visible[1:] & visible[:-1])[..., None], points[1:] - points[:-1], 0.0)
+    features = velocity.transpose(1, 0, 2).reshape(m, -1)
+    labels = (KMeans(count, n_init=4, random_state=seed).fit_predict(features) if count > 1
+              else np.zeros(m, dtype=int))
+    rotations = np.tile(np.eye(3), (count, n, 1, 1))
+    translations = np.zeros((count, n, 3))
+    for b in range(count):
+        members = labels == b
+        solved = np.zeros(n, bool)
+        for t in range(n):
+            both = members & visible[t] & visible[canonical]
+            if both.sum() >= 1:
+                rotations[b, t], translations[b, t] = procrustes(points[canonical, both], points[t, both])
+                solved[t] = True
+        if solved.any() and not solved.all():
+            known = np.flatnonzero(solved)
+            nearest = known[np.abs(np.arange(n)[:, None] - known[None]).argmin(1)]
+            rotations[b], translations[b] = rotations[b, nearest], translations[b, nearest]
+    return rotations, translations, labels
