@@ -127,6 +127,32 @@ def test_refinement_fits_the_video_and_writes_its_outputs(rendered, tmp_path):
     assert json.loads(paths["metrics"].read_text())["held_out"]["psnr"] == pytest.approx(end)
 
 
+def test_hierarchical_motion_starts_as_its_parents_and_refines(rendered):
+    from tracks4d.gaussians import hierarchical_motion
+    from tracks4d.gaussians.hierarchical import CHILDREN
+
+    scene, rec = rendered
+    config = RefineConfig(long_side=64, max_gaussians=3000, bases=3)
+    data = working_inputs(rec, scene.frames, config)
+    gs = seed_scene(rec, data.frames, data.intrinsics, data.tracks, data.train, bases=3, stride=4,
+                    max_gaussians=config.max_gaussians)
+    motion = hierarchical_motion(gs)
+    assert motion.level == 1 and motion.children_.shape[0] == CHILDREN * motion.nodes.shape[0]
+    moving = gs.moving
+    with torch.no_grad():
+        coarse = motion.transforms(gs.means[moving], gs.coefficient_logits[moving], 5)
+        motion.advance(1.0)
+        assert motion.level == 2
+        fine = motion.transforms(gs.means[moving], gs.coefficient_logits[moving], 5)
+    # children start as their parents (residual bases at identity, up to the symmetry-breaking noise)
+    assert (coarse[0] - fine[0]).abs().max() < 0.05 and (coarse[1] - fine[1]).abs().max() < 0.05
+    result = refine_gaussians(rec, scene.frames, RefineConfig(long_side=64, steps=40, bases=3, stride=2,
+                                                              max_gaussians=4000, motion="hierarchical",
+                                                              eval_every_s=1e9), progress=False)
+    assert result.scene.motion.level == 2
+    assert result.metrics["held_out"]["psnr"] > result.metrics["history"][0]["held_out_psnr"] + 1.0
+
+
 def test_frames_must_match_the_reconstruction(rendered):
     scene, rec = rendered
     with pytest.raises(ValueError, match="one per reconstructed frame"):

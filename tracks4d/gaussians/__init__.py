@@ -11,14 +11,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..contracts import Reconstruction
+from .hierarchical import HierarchicalMotion
 from .motion import MotionBases, init_bases
 from .optimize import MOTIONS, Fitted, RefineConfig, Working, evaluate, fit_scene, working_inputs
 from .outputs import write_refine_outputs
 from .scene import GaussianScene
 from .seed import seed_scene
 
-__all__ = ["GaussianScene", "MotionBases", "RefineConfig", "Refinement", "Working", "evaluate", "fit_scene",
-           "init_bases", "refine_gaussians", "seed_scene", "working_inputs", "write_refine_outputs"]
+__all__ = ["GaussianScene", "HierarchicalMotion", "MotionBases", "RefineConfig", "Refinement", "Working", "evaluate", "fit_scene",
+           "hierarchical_motion", "init_bases", "refine_gaussians", "seed_scene", "working_inputs", "write_refine_outputs"]
 
 
 @dataclass
@@ -39,6 +40,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def hierarchical_motion(scene: GaussianScene, seed: int = 0) -> HierarchicalMotion:
+    """The scene's flat motion turned into a tree of nodes, from its moving track Gaussians (HiMoR)."""
+    moving = scene.moving.numpy()
+    tracks = moving & (scene.track.numpy() >= 0)
+    means, logits = scene.means.detach().numpy(), scene.coefficient_logits.detach().numpy()
+    return HierarchicalMotion.from_flat(scene.motion, means[tracks], logits[tracks], means[moving], seed)
+
+
 def refine_gaussians(rec: Reconstruction, frames: np.ndarray, config: RefineConfig | None = None,
                      progress: bool = True) -> Refinement:
     """Seed a Gaussian scene from ``rec`` and fit it to ``frames`` (N, H, W, 3) uint8, one per reconstructed frame."""
@@ -49,6 +58,8 @@ def refine_gaussians(rec: Reconstruction, frames: np.ndarray, config: RefineConf
     data = working_inputs(rec, frames, config)
     scene = seed_scene(rec, data.frames, data.intrinsics, data.tracks, data.train, config.bases, config.stride,
                        config.keyframe_every, config.max_gaussians, config.seed)
+    if config.motion == "hierarchical" and (scene.moving & (scene.track >= 0)).any():
+        scene.motion = hierarchical_motion(scene, config.seed)          # (nothing moves: nothing to build it on)
     seeded = time.perf_counter() - start
     fitted = fit_scene(scene, data, config, progress)
     held_out = evaluate(scene, data, np.flatnonzero(~data.train), config.backend)

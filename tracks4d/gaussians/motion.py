@@ -67,6 +67,18 @@ class MotionBases(nn.Module):
         translations (G, 3)."""
         return rot6d_to_matrix(weights @ self.rotations[:, t]), weights @ self.translations[:, t]
 
+    def transforms(self, means: torch.Tensor, logits: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotations (G, 3, 3) and translations (G, 3) at frame t of Gaussians with coefficient ``logits`` (G, B)
+        (``means`` unused: the flat model has no nodes)."""
+        return self.blend(torch.softmax(logits, -1), t)
+
+    def advance(self, fraction: float) -> None:
+        """Told how much of the optimisation's budget is spent (the flat model has no schedule)."""
+
+    def param_groups(self, lr: dict, scale: float) -> list[dict]:
+        return [{"params": [self.rotations], "lr": lr["rotations"]},
+                {"params": [self.translations], "lr": lr["translations"] * scale}]
+
     def blend_all(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """weights (G, B) → blended transforms at every frame: rotations (G, N, 3, 3), translations (G, N, 3)."""
         rot6d = torch.einsum("gb,bnk->gnk", weights, self.rotations)

@@ -21,7 +21,7 @@ from .scene import PER_GAUSSIAN, GaussianScene
 
 __all__ = ["RefineConfig", "Working", "Fitted", "working_inputs", "fit_scene", "evaluate", "psnr", "MOTIONS"]
 
-MOTIONS = ("flat",)
+MOTIONS = ("flat", "hierarchical")
 
 
 @dataclass
@@ -48,7 +48,7 @@ class RefineConfig:
     lr: dict = field(default_factory=lambda: {"means": 1.6e-4, "quats": 1e-3, "log_scales": 5e-3,
                                               "opacity_logits": 5e-2, "colour_logits": 1e-2,
                                               "coefficient_logits": 1e-2, "rotations": 1.6e-4,
-                                              "translations": 1.6e-4})
+                                              "translations": 1.6e-4, "nodes": 1.6e-5})
     densify_every: int = 100
     densify_until: float = 0.6
     densify_share: float = 0.05
@@ -155,9 +155,7 @@ def _track_losses(out, t: int, t2: int, data: Working, tensors: dict) -> tuple[t
 def _optimizer(scene: GaussianScene, config: RefineConfig, scale: float) -> torch.optim.Optimizer:
     groups = [{"params": [getattr(scene, name)], "lr": config.lr[name] * (scale if name == "means" else 1.0)}
               for name in PER_GAUSSIAN]
-    groups += [{"params": [scene.motion.rotations], "lr": config.lr["rotations"]},
-               {"params": [scene.motion.translations], "lr": config.lr["translations"] * scale}]
-    return torch.optim.Adam(groups, eps=1e-15)
+    return torch.optim.Adam(groups + scene.motion.param_groups(config.lr, scale), eps=1e-15)
 
 
 def _densify_and_prune(scene: GaussianScene, grad_sum: torch.Tensor, seen: torch.Tensor, config: RefineConfig,
@@ -233,6 +231,7 @@ def fit_scene(scene: GaussianScene, data: Working, config: RefineConfig, progres
         elapsed = time.perf_counter() - start
         densifying = elapsed < config.densify_until * budget and (
             config.steps is None or step < config.densify_until * config.steps)
+        scene.motion.advance(max(elapsed / budget, step / config.steps if config.steps else 0.0))
         if step % config.densify_every == 0 and densifying:
             _densify_and_prune(scene, grad_sum, seen, config, generator)
             optimizer = _optimizer(scene, config, scale)

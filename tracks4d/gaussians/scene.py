@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..splat import Rendered, rasterize
-from .motion import MotionBases, matrix_to_quaternion, quaternion_multiply
+from .motion import matrix_to_quaternion, quaternion_multiply
 
 __all__ = ["GaussianScene"]
 
@@ -19,12 +19,13 @@ class GaussianScene(nn.Module):
 
     means (G, 3): world (static) or canonical-frame (moving) centres · quats (G, 4) (w, x, y, z) · log_scales (G, 3)
     · opacity_logits (G,) · colour_logits (G, 3): RGB = sigmoid · coefficient_logits (G, B): motion weights =
-    softmax (unused for static Gaussians) · moving (G,) bool · track (G,) int64: the reconstruction's track a
+    softmax (unused for static Gaussians and by hierarchical motion) · moving (G,) bool · track (G,) int64: the reconstruction's track a
     Gaussian stands for, −1 for the others (track Gaussians are never pruned or split, so every track keeps its
-    dense trajectory) · motion: the bases, frame ``canonical`` their origin."""
+    dense trajectory) · motion: :class:`~.motion.MotionBases` or :class:`~.hierarchical.HierarchicalMotion`, frame
+    ``canonical`` their origin."""
 
     def __init__(self, means, quats, log_scales, opacity_logits, colour_logits, coefficient_logits, moving, track,
-                 motion: MotionBases, canonical: int):
+                 motion: nn.Module, canonical: int):
         super().__init__()
         for name, value in zip(PER_GAUSSIAN, (means, quats, log_scales, opacity_logits, colour_logits,
                                               coefficient_logits)):
@@ -47,8 +48,7 @@ class GaussianScene(nn.Module):
         index = torch.nonzero(self.moving).squeeze(1)
         if index.numel() == 0:
             return self.means, self.quats
-        weights = torch.softmax(self.coefficient_logits[index], -1)
-        rot, trans = self.motion.blend(weights, t)
+        rot, trans = self.motion.transforms(self.means[index], self.coefficient_logits[index], t)
         moved = (rot @ self.means[index, :, None]).squeeze(-1) + trans
         turned = quaternion_multiply(matrix_to_quaternion(rot), self.quats[index])
         return self.means.index_put((index,), moved), self.quats.index_put((index,), turned)
