@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import tracks4d
 
 from .inputs import InputProblem, check_track_file, check_video, sniff, tracks_from_json
-from .jobs import FINISHED, JobStore, storage_problem
+from .jobs import FINISHED, REFINE_DIR, REFINE_FILES, JobStore, RefineFile, storage_problem
 from .schemas import JobAccepted, JobStatus, Problem, ReconstructionSummary, ReconstructParams, TrackRequest
 from .settings import Settings
 from .worker import Runner
@@ -277,7 +277,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             params, kind, name, entries = await read(request, folder, settings)
             if params.finetune_steps > settings.max_finetune_steps:
                 raise InputProblem(422, f"finetune_steps {params.finetune_steps} > {settings.max_finetune_steps}")
-            job = store.create(job_id, kind, name, params.pipeline_options())
+            if params.refine and kind != "video":
+                raise InputProblem(422, "refine fits the video: send a video (a track request has none)")
+            if params.refine and params.refine_minutes > settings.max_refine_minutes:
+                raise InputProblem(422, f"refine_minutes {params.refine_minutes:g} > {settings.max_refine_minutes:g}")
+            job = store.create(job_id, kind, name, params.job_options())
         except BaseException:  # a bad input or a full disk: nothing of the request stays behind
             store.discard_folder(folder)
             raise
@@ -287,7 +291,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(429, f"the job queue is full ({settings.queue_size} waiting); retry later",
                                 headers={"Retry-After": "10"})
         sync = params.mode == "sync" or (params.mode == "auto" and kind == "tracks" and params.finetune_steps == 0
-                                         and entries <= settings.sync_max_entries)
+                                         and not params.refine and entries <= settings.sync_max_entries)
         if not sync:
             body = JobAccepted(**job.public(), status_url=f"/jobs/{job_id}", result_url=f"/jobs/{job_id}/result")
             return JSONResponse(body.model_dump(), status_code=202, headers={"Location": f"/jobs/{job_id}"})
@@ -326,6 +330,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(409, f"the job is {job.state}" + (f": {job.error}" if job.error else ""))
         return FileResponse(store.result_path(job), media_type="application/octet-stream",
                             filename="reconstruction.npz")
+
+    @app.get("/jobs/{job_id}/refine/{name}", response_class=FileResponse, operation_id="get_job_refine_file",
+             responses={200: {"content": {"application/octet-stream": {}}, "description": "a refinement file"},
+                        404: {"model": Problem}, 409: {"model": Problem}})
+    async def job_refine_file(job_id: str, name: RefineFile, store: StoreDep):
+        """A file of the Gaussian refinement of a finished job that asked for it (refine=true)."""
+        job = _job_or_404(store, job_id)
+        if job.state != "done":
+            raise HTTPException(409, f"the job is {job.state}" + (f": {job.error}" if job.error else ""))
+        path = store.folder(job) / REFINE_DIR / name
+        if not path.is_file():
+            raise HTTPException(404, f"job {job_id} has no refinement file {name} (was refine=true?)")
+        return FileResponse(path, media_type=REFINE_FILES[name], filename=name)
 
     @app.get("/jobs/{job_id}/summary", response_model=ReconstructionSummary, operation_id="get_job_summary",
              responses={404: {"model": Problem}, 409: {"model": Problem}})

@@ -25,8 +25,10 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
-__all__ = ["Job", "JobStore", "ID_PATTERN", "STATES", "storage_problem", "write_atomic"]
+__all__ = ["Job", "JobStore", "ID_PATTERN", "STATES", "storage_problem", "write_atomic", "REFINE_DIR",
+           "REFINE_FILES", "RefineFile"]
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{22}$")
 STATES = ("queued", "running", "done", "failed")
@@ -43,6 +45,13 @@ def storage_problem(exc: OSError) -> tuple[int, str]:
     return 503, f"the server cannot write its storage ({what}); retry later"
 RESULT = "reconstruction.npz"
 SUMMARY = "summary.json"
+REFINE_DIR = "refine"                  # the Gaussian refinement's files (refine=true), each served by name
+REFINE_FILES = {"metrics.json": "application/json", "render_input_cameras.mp4": "video/mp4",
+                "novel_fixed_camera.mp4": "video/mp4", "novel_orbit.mp4": "video/mp4",
+                "contact_sheet.png": "image/png", "gaussians.ply": "application/octet-stream",
+                "refined.npz": "application/octet-stream"}
+RefineFile = Literal["metrics.json", "render_input_cameras.mp4", "novel_fixed_camera.mp4", "novel_orbit.mp4",
+                     "contact_sheet.png", "gaussians.ply", "refined.npz"]
 
 
 @dataclass

@@ -32,19 +32,29 @@ class ReconstructParams(BaseModel):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="the torch network's precision; auto: bf16 where the device has native bf16, else fp32")
     refine_moving: bool = Field(True, description="per-clip refinement of the moving points' trajectories")
+    refine: bool = Field(False, description="then fit a dynamic Gaussian scene to the video (videos only, async "
+                                            "jobs): its files under /jobs/{id}/refine/{name}")
+    refine_minutes: float = Field(5.0, gt=0, le=60, description="time budget of that fit")
     mode: Literal["auto", "sync", "async"] = "auto"
 
     @model_validator(mode="after")
     def _intrinsics_complete(self) -> "ReconstructParams":
         if self.fx is None and self.fov_deg is None and any(v is not None for v in (self.fy, self.cx, self.cy)):
             raise ValueError("give fx (with optional fy, cx, cy) or fov_deg")
+        if self.refine and self.mode == "sync":
+            raise ValueError("refine runs as an async job: use mode async (or auto)")
         if self.backend == "onnx" and self.precision == "bf16":
             raise ValueError("precision bf16 needs the torch backend; ONNX Runtime runs the graph in fp32")
         return self
 
     def pipeline_options(self) -> dict:
         """The :class:`tracks4d.pipeline.ReconstructOptions` fields these set."""
-        return self.model_dump(exclude={"mode"} | ({"backend"} if self.backend is None else set()))
+        return self.model_dump(exclude={"mode", "refine", "refine_minutes"}
+                               | ({"backend"} if self.backend is None else set()))
+
+    def job_options(self) -> dict:
+        """What the worker is sent: the pipeline's options, and ``refine_minutes`` when the job refines."""
+        return {**self.pipeline_options(), **({"refine_minutes": self.refine_minutes} if self.refine else {})}
 
 
 XY = Annotated[list[float], Field(min_length=2, max_length=2)]
@@ -89,6 +99,8 @@ class ReconstructionSummary(BaseModel):
     timings: dict[str, float | None]
     bundle_adjustment: dict | None = None
     verdict: list[str] = []
+    refine: dict | None = Field(None, description="the Gaussian refinement (refine=true): held-out PSNR / SSIM, "
+                                                  "Gaussians, seconds and the URLs of its files")
 
 
 class Problem(BaseModel):

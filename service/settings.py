@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     max_frames: int = Field(600, ge=2, description="most frames a request may reconstruct")
     max_tracks: int = Field(4000, ge=1, description="most tracks a request may hold")
     max_finetune_steps: int = Field(200, ge=0)
+    max_refine_minutes: float = Field(15.0, gt=0, description="longest Gaussian refinement a request may ask for "
+                                                              "(its job's time limit grows by that much)")
     queue_size: int = Field(8, ge=1, description="jobs waiting beyond this get 429")
     job_timeout_s: float = Field(900.0, gt=0, description="a job running longer fails")
     sync_max_entries: int = Field(50_000, ge=0,

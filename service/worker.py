@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from .jobs import RESULT, SUMMARY, Job, JobStore, storage_problem, write_atomic
+from .jobs import REFINE_DIR, RESULT, SUMMARY, Job, JobStore, storage_problem, write_atomic
 from .settings import Settings
 
 __all__ = ["Runner", "summarize"]
@@ -55,6 +55,23 @@ def summarize(rec, job_id: str, inline_points_max: int) -> dict:
         "bundle_adjustment": meta.get("stages", {}).get("cameras", {}).get("bundle_adjustment"),
         "verdict": meta.get("verdict", []),
     })
+
+
+def refine_job(rec, clip, minutes: float, folder: Path, progress) -> dict:
+    """The Gaussian refinement of a job's video into ``folder``/refine/; → what its summary says of it."""
+    from tracks4d.gaussians import RefineConfig, refine_gaussians, write_refine_outputs
+
+    if clip is None:
+        raise ValueError("refine fits the video: the input has none")
+    config = RefineConfig(minutes=minutes)
+    result = refine_gaussians(rec, clip.frames, config, progress=False,
+                              on_step=lambda step, seconds: progress(min(seconds / (60 * minutes), 1.0)))
+    paths = write_refine_outputs(folder / REFINE_DIR, result.scene, result.data, result.metrics, clip.fps or 10.0)
+    m = result.metrics
+    return {"held_out_psnr": m["held_out"]["psnr"], "held_out_ssim": m["held_out"]["ssim"],
+            "held_out_frames": m["held_out"]["frames"], "train_psnr": m["train"]["psnr"],
+            "gaussians": m["gaussians"], "steps": m["steps"], "seconds": m["seconds"]["total"],
+            "files": {p.name: f"/jobs/{folder.name}/{REFINE_DIR}/{p.name}" for p in paths.values()}}
 
 
 def _exit_with_parent(poll_s: float = 1.0) -> None:
@@ -102,14 +119,22 @@ def _worker_main(conn, settings_json: str) -> None:
             backend = options.get("backend") or settings.backend
             if backend not in networks:
                 networks[backend] = load_backend(checkpoint, backend, device)
+            options = dict(options)
+            refine_minutes = options.pop("refine_minutes", None)
+            share = 1.0 if refine_minutes is None else 0.2          # of the progress bar: the reconstruction's
             opts = ReconstructOptions(checkpoint=checkpoint, device=device, progress=False,
                                       **{**options, "backend": backend})
-            rec = run_pipeline(source, opts, networks[backend],
-                               on_progress=lambda fraction, stage: conn.send(("progress", job_id, fraction))
-                               ).reconstruction
+            result = run_pipeline(source, opts, networks[backend],
+                                  on_progress=lambda fraction, stage: conn.send(("progress", job_id, share * fraction)))
+            rec = result.reconstruction
+            refined = None
+            if refine_minutes is not None:
+                refined = refine_job(rec, result.clip, float(refine_minutes), Path(folder),
+                                     lambda fraction: conn.send(("progress", job_id, share + (1 - share) * fraction)))
             try:
                 rec.save(Path(folder) / RESULT)
                 summary = summarize(rec, job_id, settings.inline_points_max_entries)
+                summary["refine"] = None if refined is None else _finite(refined)
                 write_atomic(Path(folder) / SUMMARY, json.dumps(summary).encode())
             except OSError as exc:  # a full disk: no partial result stays behind to hold space
                 for name in (RESULT, SUMMARY):
@@ -237,7 +262,9 @@ class Runner:
         start = job.started
         folder = self.store.folder(job)
         self._conn.send((job.id, str(self.store.input_path(job)), job.options, str(folder)))
-        deadline = start + self.settings.job_timeout_s
+        # a refinement adds its own budget, and half again for seeding and writing its videos
+        limit = self.settings.job_timeout_s + 90 * float(job.options.get("refine_minutes") or 0)
+        deadline = start + limit
         while True:
             if self._conn.poll(0.1):
                 try:
@@ -261,7 +288,7 @@ class Runner:
                 return  # shutdown: the app marks the job interrupted
             if time.time() > deadline:
                 self._kill_worker()
-                error = ("timeout", f"stopped at the time limit of {self.settings.job_timeout_s:g} s")
+                error = ("timeout", f"stopped at the time limit of {limit:g} s")
                 break
             if not self._process.is_alive():
                 error = ("internal", f"the worker process died (exit code {self._process.exitcode})")

@@ -133,6 +133,40 @@ def test_video_upload(server, tmp_path):
     assert summary["n_frames"] == 16 and summary["n_points"] > 20 and summary["timings"]["tracking_s"] > 0
 
 
+def test_video_upload_with_gaussian_refinement(server, tmp_path):
+    write_mp4(tmp_path / "clip.mp4", shifted_clip(n=16, h=120, w=160))
+    with open(tmp_path / "clip.mp4", "rb") as fh:
+        r = server.client.post("/reconstruct", files={"file": ("clip.mp4", fh)},
+                               data={"grid": "8", "refine": "true", "refine_minutes": "0.05"})
+    assert r.status_code == 202, r.text
+    job = r.json()["id"]
+    assert server.wait_job(job)["state"] == "done"
+    refine = server.client.get(f"/jobs/{job}/summary").json()["refine"]
+    assert refine["held_out_frames"] == [0, 8] and refine["held_out_psnr"] > 10 and refine["steps"] > 0
+    metrics = server.client.get(refine["files"]["metrics.json"])
+    assert metrics.status_code == 200 and metrics.json()["held_out"]["psnr"] == pytest.approx(refine["held_out_psnr"])
+    sheet = server.client.get(f"/jobs/{job}/refine/contact_sheet.png")
+    assert sheet.status_code == 200 and sheet.content[:4] == b"\x89PNG"
+    # only the listed names are served
+    assert server.client.get(f"/jobs/{job}/refine/..%2Freconstruction.npz").status_code in (404, 422)
+    assert server.client.get(f"/jobs/{job}/refine/summary.json").status_code == 422
+    # a job that did not ask for it has none
+    plain = server.client.post("/reconstruct", json={**json_body(small_tracks(2)), "mode": "sync"}).json()["id"]
+    assert server.client.get(f"/jobs/{plain}/refine/metrics.json").status_code == 404
+
+
+def test_refinement_needs_a_video_and_an_async_job(server, tmp_path):
+    r = server.client.post("/reconstruct", json={**json_body(small_tracks(3)), "refine": True})
+    assert r.status_code == 422 and "send a video" in r.json()["detail"]
+    r = server.client.post("/reconstruct", json={**json_body(small_tracks(3)), "refine": True, "mode": "sync"})
+    assert r.status_code == 422 and "async" in r.text
+    write_mp4(tmp_path / "clip.mp4", shifted_clip(n=8, h=60, w=80))
+    with open(tmp_path / "clip.mp4", "rb") as fh:
+        r = server.client.post("/reconstruct", files={"file": ("clip.mp4", fh)},
+                               data={"refine": "true", "refine_minutes": "30"})
+    assert r.status_code == 422 and "refine_minutes" in r.json()["detail"]
+
+
 @pytest.mark.realdata
 def test_real_video_upload(server):
     clip = REAL / "cotracker_demo_videos" / "cat.mp4"

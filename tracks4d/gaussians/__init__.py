@@ -49,8 +49,9 @@ def hierarchical_motion(scene: GaussianScene, seed: int = 0) -> HierarchicalMoti
 
 
 def refine_gaussians(rec: Reconstruction, frames: np.ndarray, config: RefineConfig | None = None,
-                     progress: bool = True) -> Refinement:
-    """Seed a Gaussian scene from ``rec`` and fit it to ``frames`` (N, H, W, 3) uint8, one per reconstructed frame."""
+                     progress: bool = True, on_step=None) -> Refinement:
+    """Seed a Gaussian scene from ``rec`` and fit it to ``frames`` (N, H, W, 3) uint8, one per reconstructed frame.
+    ``progress``: a progress bar · on_step(step, seconds): told after every optimisation step."""
     config = config or RefineConfig()
     if config.motion not in MOTIONS:
         raise ValueError(f"motion must be one of {MOTIONS}, not {config.motion!r}")
@@ -61,7 +62,7 @@ def refine_gaussians(rec: Reconstruction, frames: np.ndarray, config: RefineConf
     if config.motion == "hierarchical" and (scene.moving & (scene.track >= 0)).any():
         scene.motion = hierarchical_motion(scene, config.seed)          # (nothing moves: nothing to build it on)
     seeded = time.perf_counter() - start
-    fitted = fit_scene(scene, data, config, progress)
+    fitted = fit_scene(scene, data, config, progress, on_step)
     held_out = evaluate(scene, data, np.flatnonzero(~data.train), config.backend)
     trained = evaluate(scene, data, np.flatnonzero(data.train), config.backend)
     metrics = {

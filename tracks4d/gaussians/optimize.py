@@ -87,12 +87,13 @@ class Fitted:
 
 
 def working_inputs(rec: Reconstruction, frames: np.ndarray, config: RefineConfig) -> Working:
-    """rec + its video frames (N, H, W, 3) uint8 at any resolution → everything at ``config.long_side``."""
+    """rec + its video frames (N, H, W, 3) uint8 at any resolution → everything at ``config.long_side`` (or the
+    frames' own size when smaller: never upsampled)."""
     if frames.ndim != 4 or frames.shape[0] != rec.n_frames or frames.shape[-1] != 3:
         raise ValueError(f"frames: expected ({rec.n_frames}, H, W, 3), one per reconstructed frame, got "
                          f"{frames.shape}")
     in_w, in_h = (rec.meta.get("image_size") or (frames.shape[2], frames.shape[1]))
-    scale = config.long_side / max(frames.shape[1:3])
+    scale = min(1.0, config.long_side / max(frames.shape[1:3]))
     w, h = max(1, round(frames.shape[2] * scale)), max(1, round(frames.shape[1] * scale))
     resized = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames]).astype(np.float32)
     sx, sy = w / in_w, h / in_h
