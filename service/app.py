@@ -333,7 +333,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/jobs/{job_id}/refine/{name}", response_class=FileResponse, operation_id="get_job_refine_file",
              responses={200: {"content": {"application/octet-stream": {}}, "description": "a refinement file"},
-                        404: {"model": Problem}, 409: {"model": Problem}})
+                        404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}})
     async def job_refine_file(job_id: str, name: RefineFile, store: StoreDep):
         """A file of the Gaussian refinement of a finished job that asked for it (refine=true)."""
         job = _job_or_404(store, job_id)

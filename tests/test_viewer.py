@@ -11,7 +11,7 @@ import pytest
 viser = pytest.importorskip("viser")
 
 from tracks4d.contracts import Reconstruction  # noqa: E402
-from tracks4d.io.viewer import build_scene, frustum_fov_aspect, serve  # noqa: E402
+from tracks4d.io.viewer import build_scene, frustum_fov_aspect, load_dense, serve  # noqa: E402
 
 N, P = 4, 30
 
@@ -77,6 +77,23 @@ def test_build_scene_handles_and_slider(server):
     assert scene.cloud.point_size == pytest.approx(scene.point_size.max)
     scene.show_static.value = False
     assert not scene.static.visible
+
+
+def test_refined_gaussians_follow_the_slider(server, tmp_path):
+    rec = _reconstruction()
+    moving = np.r_[np.zeros(5, bool), np.ones(3, bool)]
+    trajectories = np.arange(N * 3 * 3, dtype=np.float32).reshape(N, 3, 3)
+    np.savez(tmp_path / "refined.npz", means=np.ones((8, 3)), moving=moving, moving_means=trajectories,
+             colours=np.full((8, 3), 0.5), track=np.full(8, -1))
+    dense = load_dense(tmp_path / "refined.npz", N)
+    assert dense.static.shape == (5, 3) and dense.moving_colours.shape == (3, 3)
+    scene = build_scene(server, rec, frame=0, dense=dense)
+    scene.slider.value = 3
+    np.testing.assert_array_equal(scene.dense[1].points, trajectories[3])
+    scene.show_dense.value = False
+    assert not scene.dense[0].visible and not scene.dense[1].visible
+    with pytest.raises(ValueError, match="frames"):
+        load_dense(tmp_path / "refined.npz", N + 1)
 
 
 def test_frustum_pose_and_fov(server):

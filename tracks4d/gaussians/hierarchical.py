@@ -67,6 +67,10 @@ class HierarchicalMotion(nn.Module):
     def count(self) -> int:
         return self.bases.count
 
+    @property
+    def frames(self) -> int:
+        return self.bases.frames
+
     @classmethod
     def from_flat(cls, bases: MotionBases, track_means: np.ndarray, track_logits: np.ndarray,
                   moving_means: np.ndarray, seed: int = 0) -> "HierarchicalMotion":

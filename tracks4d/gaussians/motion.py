@@ -62,6 +62,10 @@ class MotionBases(nn.Module):
     def count(self) -> int:
         return self.rotations.shape[0]
 
+    @property
+    def frames(self) -> int:
+        return self.rotations.shape[1]
+
     def blend(self, weights: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         """weights (G, B), rows summing to 1 → the blended transform at frame t: rotations (G, 3, 3),
         translations (G, 3)."""
@@ -92,15 +96,25 @@ class MotionBases(nn.Module):
         return acc(self.rotations) + acc(self.translations)
 
 
-def procrustes(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rigid (R, t) minimising Σ |R sourceᵢ + t − targetᵢ|² over (M, 3) point pairs (M ≥ 3; fewer: a translation)."""
+def procrustes(source: np.ndarray, target: np.ndarray, rounds: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Rigid (R, t) taking (M, 3) ``source`` points to ``target`` (M ≥ 3; fewer: a translation), robustly: after a
+    least-squares fit, ``rounds`` refits on the pairs within 2.5 × the median residual (a track of another body or
+    a bad 3D point does not bend the cluster's motion)."""
     if len(source) < 3:
         return np.eye(3), (target - source).mean(0) if len(source) else np.zeros(3)
-    cs, ct = source.mean(0), target.mean(0)
-    u, _, vt = np.linalg.svd((target - ct).T @ (source - cs))
-    d = np.sign(np.linalg.det(u @ vt))
-    r = u @ np.diag([1.0, 1.0, d]) @ vt
-    return r, ct - r @ cs
+    keep = np.ones(len(source), bool)
+    for _ in range(rounds + 1):
+        cs, ct = source[keep].mean(0), target[keep].mean(0)
+        u, _, vt = np.linalg.svd((target[keep] - ct).T @ (source[keep] - cs))
+        d = np.sign(np.linalg.det(u @ vt))
+        r = u @ np.diag([1.0, 1.0, d]) @ vt
+        t = ct - r @ cs
+        residual = np.linalg.norm(source @ r.T + t - target, axis=1)
+        inliers = residual <= 2.5 * np.median(residual) + 1e-12
+        if inliers.sum() < 3 or np.array_equal(inliers, keep):
+            break
+        keep = inliers
+    return r, t
 
 
 def init_bases(points: np.ndarray, visible: np.ndarray, canonical: int, count: int, seed: int = 0

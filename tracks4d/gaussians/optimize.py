@@ -28,7 +28,8 @@ MOTIONS = ("flat", "hierarchical")
 class RefineConfig:
     """long_side: working resolution · minutes / steps: budget (whichever ends first; steps None: time only) ·
     bases: motion bases B · motion: one of MOTIONS · stride, keyframe_every, max_gaussians: seeding (:func:`~.seed.seed_scene`) ·
-    held_out_every: frames t with t % this == 0 are held out · loss weights · densify_every: steps between
+    held_out_every: frames t with t % this == 0 are held out · loss weights (trajectory: the moving Gaussians'
+    acceleration, in units of the median depth) · densify_every: steps between
     densify-and-prune rounds, until ``densify_until`` of the budget · backend: the rasteriser's."""
 
     long_side: int = 256
@@ -45,6 +46,7 @@ class RefineConfig:
     track_weight: float = 2.0
     depth_weight: float = 0.1
     smooth_weight: float = 0.1
+    trajectory_weight: float = 2.0
     lr: dict = field(default_factory=lambda: {"means": 1.6e-4, "quats": 1e-3, "log_scales": 5e-3,
                                               "opacity_logits": 5e-2, "colour_logits": 1e-2,
                                               "coefficient_logits": 1e-2, "rotations": 1.6e-4,
@@ -153,6 +155,21 @@ def _track_losses(out, t: int, t2: int, data: Working, tensors: dict) -> tuple[t
     return track, ((depth - truth).abs() / truth).mean()
 
 
+def _trajectory_acceleration(scene: GaussianScene, t: int) -> torch.Tensor:
+    """Mean squared second difference of the moving Gaussians' centres around frame t."""
+    n = scene.motion.frames
+    moving = torch.nonzero(scene.moving).squeeze(1)
+    if moving.numel() == 0 or n < 3:
+        return scene.means.sum() * 0
+    t = min(max(t, 1), n - 2)
+    means, logits = scene.means[moving], scene.coefficient_logits[moving]
+    x = []
+    for u in (t - 1, t, t + 1):
+        rot, trans = scene.motion.transforms(means, logits, u)
+        x.append((rot @ means[:, :, None]).squeeze(-1) + trans)
+    return (x[0] - 2 * x[1] + x[2]).pow(2).sum(-1).mean()
+
+
 def _optimizer(scene: GaussianScene, config: RefineConfig, scale: float) -> torch.optim.Optimizer:
     groups = [{"params": [getattr(scene, name)], "lr": config.lr[name] * (scale if name == "means" else 1.0)}
               for name in PER_GAUSSIAN]
@@ -220,7 +237,8 @@ def fit_scene(scene: GaussianScene, data: Working, config: RefineConfig, progres
         track, depth = _track_losses(out, t, t2, data, tensors)
         loss = (_rgb_loss(rgb, tensors["frames"][t], config) + config.track_weight * track
                 + config.depth_weight * depth
-                + config.smooth_weight * scene.motion.acceleration() / scale ** 2)
+                + config.smooth_weight * scene.motion.acceleration() / scale ** 2
+                + config.trajectory_weight * _trajectory_acceleration(scene, t) / scale ** 2)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

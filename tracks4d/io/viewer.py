@@ -1,7 +1,9 @@
 """Interactive 3D viewer of a :class:`Reconstruction` in the browser, built on viser (optional dependency).
 
 Shows the per-frame points coloured by motion level γ, the static points, every camera as a frustum and the
-camera path, with a time slider, play/pause, a point-size slider and a static-points toggle.
+camera path, with a time slider, play/pause, a point-size slider and a static-points toggle; and, where the folder
+holds a Gaussian refinement (``refine/refined.npz``), its dense scene: every Gaussian's centre in its colour, the
+moving ones where they are in the current frame (a toggle).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import numpy as np
 from ..contracts import Reconstruction
 from .export import motion_colours
 
-__all__ = ["ViewerScene", "build_scene", "serve", "resolve_reconstruction"]
+__all__ = ["ViewerScene", "DenseScene", "build_scene", "serve", "resolve_reconstruction", "load_dense"]
+
+DENSE_MAX_STATIC = 100_000  # static Gaussians shown at most (a random subset beyond)
 
 _CURRENT = (230, 40, 40)  # colour of the current frame's frustum
 _OTHER = (120, 120, 120)  # colour of every other frustum
@@ -29,6 +33,31 @@ def _viser():
     except ImportError:
         raise ImportError("the viewer needs viser: pip install viser") from None
     return viser
+
+
+@dataclass
+class DenseScene:
+    """A Gaussian refinement's centres: static (S, 3) with colours (S, 3) uint8, moving (N, M, 3) per frame with
+    colours (M, 3) uint8 (:func:`load_dense`)."""
+
+    static: np.ndarray
+    static_colours: np.ndarray
+    moving: np.ndarray
+    moving_colours: np.ndarray
+
+
+def load_dense(path: str | Path, n_frames: int) -> DenseScene:
+    """``refined.npz`` (written by :func:`tracks4d.gaussians.write_refine_outputs`) → its centres and colours."""
+    with np.load(path) as z:
+        moving, means, colours = z["moving"].astype(bool), z["means"], z["colours"]
+        trajectories = z["moving_means"]
+    if trajectories.shape[0] != n_frames:
+        raise ValueError(f"{path}: {trajectories.shape[0]} frames, the reconstruction has {n_frames}")
+    rgb = (np.clip(colours, 0, 1) * 255).round().astype(np.uint8)
+    static = np.flatnonzero(~moving)
+    if static.size > DENSE_MAX_STATIC:
+        static = np.sort(np.random.default_rng(0).choice(static, DENSE_MAX_STATIC, replace=False))
+    return DenseScene(means[static].astype(np.float32), rgb[static], trajectories.astype(np.float32), rgb[moving])
 
 
 @dataclass
@@ -46,12 +75,16 @@ class ViewerScene:
     fps: object
     point_size: object
     show_static: object
+    dense: tuple | None = None  # (static, moving) PointCloudHandles of a refinement, and its DenseScene
+    show_dense: object | None = None
 
     def show_frame(self, t: int) -> None:
-        """Show frame t's visible points and highlight its frustum."""
+        """Show frame t's visible points (and refined moving Gaussians) and highlight its frustum."""
         points, colours = frame_points(self.rec, self.colours, t)
         self.cloud.points = points
         self.cloud.colors = colours
+        if self.dense is not None:
+            self.dense[1].points = np.ascontiguousarray(self.dense[2].moving[t])
         for i, frustum in enumerate(self.frustums):
             frustum.color = _CURRENT if i == t else _OTHER
 
@@ -106,8 +139,9 @@ def _start_playback(scene: ViewerScene) -> None:
     threading.Thread(target=loop, name="tracks4d-viewer-play", daemon=True).start()
 
 
-def build_scene(server, rec: Reconstruction, frame: int = 0) -> ViewerScene:
-    """Add the reconstruction and its GUI controls to a ``viser.ViserServer``; show ``frame`` first."""
+def build_scene(server, rec: Reconstruction, frame: int = 0, dense: DenseScene | None = None) -> ViewerScene:
+    """Add the reconstruction (and a refinement's ``dense`` scene) and its GUI controls to a ``viser.ViserServer``;
+    show ``frame`` first."""
     if not 0 <= frame < rec.n_frames:
         raise ValueError(f"frame {frame} is outside [0, {rec.n_frames - 1}]")
     extent = scene_extent(rec)
@@ -129,6 +163,19 @@ def build_scene(server, rec: Reconstruction, frame: int = 0) -> ViewerScene:
         point_size=gui.add_slider("point size", min=size / 20, max=size * 20, step=size / 20, initial_value=size),
         show_static=gui.add_checkbox("static points (all frames)", True),
     )
+    if dense is not None:
+        handles = (server.scene.add_point_cloud("/dense/static", dense.static, dense.static_colours,
+                                                point_size=0.5 * size, precision="float32"),
+                   server.scene.add_point_cloud("/dense/moving", dense.moving[frame], dense.moving_colours,
+                                                point_size=0.5 * size, precision="float32"))
+        scene.dense = (*handles, dense)
+        scene.show_dense = gui.add_checkbox("refined Gaussians (dense)", True)
+
+        def toggle(_) -> None:
+            for handle in handles:
+                handle.visible = bool(scene.show_dense.value)
+
+        scene.show_dense.on_update(toggle)
     scene.show_frame(frame)
     scene.slider.on_update(lambda _: scene.show_frame(min(int(scene.slider.value), rec.n_frames - 1)))
     scene.play.on_update(lambda _: _start_playback(scene) if scene.play.value else None)
@@ -170,15 +217,20 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8080, block: bo
     With ``block`` wait until Ctrl-C, then stop; else return the running ``viser.ViserServer`` (call ``.stop()``).
     viser moves to the next free port when ``port`` is taken; the printed URL is the real one.
     """
-    rec = Reconstruction.load(resolve_reconstruction(path))
+    file = resolve_reconstruction(path)
+    rec = Reconstruction.load(file)
+    refined = file.parent / "refine" / "refined.npz"
+    dense = load_dense(refined, rec.n_frames) if refined.is_file() else None
     server = _local_server(host, port)
     try:
-        build_scene(server, rec)
+        build_scene(server, rec, dense=dense)
     except BaseException:
         server.stop()
         raise
     print(f"tracks4d viewer: http://{server.get_host()}:{server.get_port()}/ "
-          f"({rec.n_frames} frames, {rec.n_points} points)" + ("; Ctrl-C to stop" if block else ""), flush=True)
+          f"({rec.n_frames} frames, {rec.n_points} points"
+          + (f", {len(dense.static) + dense.moving.shape[1]} refined Gaussians" if dense is not None else "") + ")"
+          + ("; Ctrl-C to stop" if block else ""), flush=True)
     if block:
         try:
             while True:
