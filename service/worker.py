@@ -57,13 +57,13 @@ def summarize(rec, job_id: str, inline_points_max: int) -> dict:
     })
 
 
-def refine_job(rec, clip, minutes: float, folder: Path, progress) -> dict:
-    """The Gaussian refinement of a job's video into ``folder``/refine/; → what its summary says of it."""
+def refine_job(rec, clip, minutes: float, folder: Path, device: str, progress) -> dict:
+    """The Gaussian refinement of a job's video into ``folder``/refine/ on ``device``; → what its summary says."""
     from tracks4d.gaussians import RefineConfig, refine_gaussians, write_refine_outputs
 
     if clip is None:
         raise ValueError("refine fits the video: the input has none")
-    config = RefineConfig(minutes=minutes)
+    config = RefineConfig(minutes=minutes, device=device)
     result = refine_gaussians(rec, clip.frames, config, progress=False,
                               on_step=lambda step, seconds: progress(min(seconds / (60 * minutes), 1.0)))
     paths = write_refine_outputs(folder / REFINE_DIR, result.scene, result.data, result.metrics, clip.fps or 10.0)
@@ -129,7 +129,7 @@ def _worker_main(conn, settings_json: str) -> None:
             rec = result.reconstruction
             refined = None
             if refine_minutes is not None:
-                refined = refine_job(rec, result.clip, float(refine_minutes), Path(folder),
+                refined = refine_job(rec, result.clip, float(refine_minutes), Path(folder), device,
                                      lambda fraction: conn.send(("progress", job_id, share + (1 - share) * fraction)))
             try:
                 rec.save(Path(folder) / RESULT)

@@ -157,7 +157,8 @@ def _refine_config(args: argparse.Namespace):
         if value is not None and not value > 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
     return RefineConfig(minutes=args.refine_minutes, steps=args.refine_steps, long_side=args.refine_long_side,
-                        bases=args.refine_bases, motion=args.motion, backend=args.refine_backend)
+                        bases=args.refine_bases, motion=args.motion, backend=args.refine_backend,
+                        device=resolve_device(args.device))
 
 
 def _run_refine(rec: Reconstruction, frames, out: Path, config, args: argparse.Namespace, fps: float) -> None:
@@ -197,7 +198,8 @@ def _add_refine_options(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--refine-minutes", type=float, default=10.0, help="time budget of the optimisation")
     parser.add_argument("--refine-steps", type=int, help="stop after this many steps (default: time only)")
-    parser.add_argument("--refine-long-side", type=int, default=256, help="working resolution (long side, px)")
+    parser.add_argument("--refine-long-side", type=int,
+                        help="working resolution, long side in px (default: 256 on the CPU, the video's on a GPU)")
     parser.add_argument("--refine-bases", type=int, default=10, help="motion bases B")
     parser.add_argument("--motion", choices=MOTIONS, default="flat",
                         help="moving Gaussians follow B shared bases (flat) or a tree of motion nodes (hierarchical)")
@@ -308,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("output", metavar="OUT", help="output folder holding reconstruction.npz, or the .npz itself")
     rf.add_argument("--video", help="the video (or frame folder) it was made from (default: the recorded one)")
     rf.add_argument("-o", "--output", dest="refine_dir", metavar="DIR", help="folder to write (default: OUT/refine)")
+    rf.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
     _add_refine_options(rf)
     rf.add_argument("--no-progress", action="store_true")
     rf.set_defaults(func=_refine)

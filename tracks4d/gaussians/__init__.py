@@ -61,6 +61,7 @@ def refine_gaussians(rec: Reconstruction, frames: np.ndarray, config: RefineConf
                        config.keyframe_every, config.max_gaussians, config.seed)
     if config.motion == "hierarchical" and (scene.moving & (scene.track >= 0)).any():
         scene.motion = hierarchical_motion(scene, config.seed)          # (nothing moves: nothing to build it on)
+    scene.to(config.device)
     seeded = time.perf_counter() - start
     fitted = fit_scene(scene, data, config, progress, on_step)
     held_out = evaluate(scene, data, np.flatnonzero(~data.train), config.backend)

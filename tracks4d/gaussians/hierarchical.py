@@ -36,7 +36,7 @@ def _spacing(nodes: torch.Tensor) -> torch.Tensor:
     """(K,) mean distance of each node to its NEAREST nearest others (1 for a lone node)."""
     if len(nodes) < 2:
         return nodes.new_ones(len(nodes))
-    d = torch.cdist(nodes, nodes) + torch.eye(len(nodes)) * 1e9
+    d = torch.cdist(nodes, nodes) + torch.eye(len(nodes), device=nodes.device) * 1e9
     k = min(NEAREST, len(nodes) - 1)
     return d.topk(k, largest=False).values.mean(1)
 

@@ -22,17 +22,20 @@ from .scene import PER_GAUSSIAN, GaussianScene
 __all__ = ["RefineConfig", "Working", "Fitted", "working_inputs", "fit_scene", "evaluate", "psnr", "MOTIONS"]
 
 MOTIONS = ("flat", "hierarchical")
+CPU_LONG_SIDE = 256         # default working resolution on the CPU (a GPU works at the video's own)
 
 
 @dataclass
 class RefineConfig:
-    """long_side: working resolution · minutes / steps: budget (whichever ends first; steps None: time only) ·
+    """long_side: working resolution (None: 256 on the CPU, the video's own on a GPU) · device: where the scene
+    lives and renders (``cuda``: gsplat when installed) · minutes / steps: budget (whichever ends first; steps None: time only) ·
     bases: motion bases B · motion: one of MOTIONS · stride, keyframe_every, max_gaussians: seeding (:func:`~.seed.seed_scene`) ·
     held_out_every: frames t with t % this == 0 are held out · loss weights (trajectory: the moving Gaussians'
-    acceleration, in units of the median depth) · densify_every: steps between
+    acceleration, in units of the median depth; anchor: each track's Gaussian to the reconstruction's 3D point,
+    so the photometric fit cannot carry the tracked points off) · densify_every: steps between
     densify-and-prune rounds, until ``densify_until`` of the budget · backend: the rasteriser's."""
 
-    long_side: int = 256
+    long_side: int | None = None
     minutes: float = 10.0
     steps: int | None = None
     bases: int = 10
@@ -47,6 +50,7 @@ class RefineConfig:
     depth_weight: float = 0.1
     smooth_weight: float = 0.1
     trajectory_weight: float = 2.0
+    anchor_weight: float = 1.0
     lr: dict = field(default_factory=lambda: {"means": 1.6e-4, "quats": 1e-3, "log_scales": 5e-3,
                                               "opacity_logits": 5e-2, "colour_logits": 1e-2,
                                               "coefficient_logits": 1e-2, "rotations": 1.6e-4,
@@ -57,13 +61,15 @@ class RefineConfig:
     prune_opacity: float = 0.01
     eval_every_s: float = 30.0
     backend: str = "auto"
+    device: str = "cpu"
     seed: int = 0
 
 
 @dataclass
 class Working:
     """The inputs at the working resolution: frames (N, H, W, 3) float32 in [0, 1] · intrinsics (N, 3, 3) ·
-    world_to_camera (N, 4, 4) · tracks (N, P, 2) working pixels · visible (N, P) · depth (N, P) · train (N,) bool."""
+    world_to_camera (N, 4, 4) · tracks (N, P, 2) working pixels · visible (N, P) · depth (N, P) · points (N, P, 3)
+    the reconstruction's · train (N,) bool."""
 
     frames: np.ndarray
     intrinsics: np.ndarray
@@ -71,6 +77,7 @@ class Working:
     tracks: np.ndarray
     visible: np.ndarray
     depth: np.ndarray
+    points: np.ndarray
     train: np.ndarray
 
     @property
@@ -95,7 +102,8 @@ def working_inputs(rec: Reconstruction, frames: np.ndarray, config: RefineConfig
         raise ValueError(f"frames: expected ({rec.n_frames}, H, W, 3), one per reconstructed frame, got "
                          f"{frames.shape}")
     in_w, in_h = (rec.meta.get("image_size") or (frames.shape[2], frames.shape[1]))
-    scale = min(1.0, config.long_side / max(frames.shape[1:3]))
+    long_side = config.long_side or (CPU_LONG_SIDE if config.device == "cpu" else max(frames.shape[1:3]))
+    scale = min(1.0, long_side / max(frames.shape[1:3]))
     w, h = max(1, round(frames.shape[2] * scale)), max(1, round(frames.shape[1] * scale))
     resized = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames]).astype(np.float32)
     sx, sy = w / in_w, h / in_h
@@ -109,7 +117,8 @@ def working_inputs(rec: Reconstruction, frames: np.ndarray, config: RefineConfig
     if not train.any():
         raise ValueError(f"{rec.n_frames} frames leave none to optimise on after holding out every "
                          f"{config.held_out_every}th")
-    return Working(resized / 255.0, k, rec.world_to_camera, tracks, rec.visible, rec.depth, train)
+    return Working(resized / 255.0, k, rec.world_to_camera, tracks, rec.visible & np.isfinite(rec.points).all(-1),
+                   rec.depth, np.nan_to_num(rec.points), train)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -155,6 +164,17 @@ def _track_losses(out, t: int, t2: int, data: Working, tensors: dict) -> tuple[t
     return track, ((depth - truth).abs() / truth).mean()
 
 
+def _anchor(scene: GaussianScene, means: torch.Tensor, t: int, data: Working, tensors: dict) -> torch.Tensor:
+    """Mean 3D distance at frame t of the track Gaussians (centres ``means`` (G, 3) at t) from their tracks'
+    reconstructed points, over the tracks visible then."""
+    index = torch.nonzero(scene.track >= 0).squeeze(1)
+    tracks = scene.track[index]
+    seen = torch.as_tensor(data.visible[t], device=tracks.device)[tracks]
+    if not seen.any():
+        return means.sum() * 0
+    return (means[index[seen]] - tensors["points"][t, tracks[seen]]).norm(dim=-1).mean()
+
+
 def _trajectory_acceleration(scene: GaussianScene, t: int) -> torch.Tensor:
     """Mean squared second difference of the moving Gaussians' centres around frame t."""
     n = scene.motion.frames
@@ -192,7 +212,7 @@ def _densify_and_prune(scene: GaussianScene, grad_sum: torch.Tensor, seen: torch
         values = {name: getattr(scene, name).detach()[chosen] for name in PER_GAUSSIAN}
         moving = scene.moving[chosen]
         std = torch.exp(values["log_scales"])
-        offsets = torch.randn(count, 3, generator=generator) * std
+        offsets = torch.randn(count, 3, generator=generator).to(std) * std
         values["log_scales"] = values["log_scales"] - math.log(1.6)
         children = {name: v.clone() for name, v in values.items()}
         values["means"] = values["means"] + offsets          # the two children sit either side of the parent
@@ -212,15 +232,15 @@ def fit_scene(scene: GaussianScene, data: Working, config: RefineConfig, progres
     generator = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     w, h = data.size
-    tensors = {"frames": torch.as_tensor(data.frames), "K": torch.as_tensor(data.intrinsics, dtype=torch.float32),
-               "w2c": torch.as_tensor(data.world_to_camera, dtype=torch.float32),
-               "tracks": torch.as_tensor(data.tracks, dtype=torch.float32),
-               "depth": torch.as_tensor(data.depth, dtype=torch.float32)}
+    device = scene.means.device
+    tensors = {name: torch.as_tensor(value, dtype=torch.float32, device=device) for name, value in (
+        ("frames", data.frames), ("K", data.intrinsics), ("w2c", data.world_to_camera), ("tracks", data.tracks),
+        ("depth", data.depth), ("points", data.points))}
     scale = float(np.median(data.depth[data.visible & (data.depth > 0)]))
     train = np.flatnonzero(data.train)
     held_out = np.flatnonzero(~data.train)
     optimizer = _optimizer(scene, config, scale)
-    grad_sum, seen = torch.zeros(scene.count), torch.zeros(scene.count)
+    grad_sum, seen = torch.zeros(scene.count, device=device), torch.zeros(scene.count, device=device)
     budget = config.minutes * 60.0
     start = time.perf_counter()
     history = [(0.0, 0, scene.count, evaluate(scene, data, held_out, config.backend)["psnr"])]
@@ -238,7 +258,8 @@ def fit_scene(scene: GaussianScene, data: Working, config: RefineConfig, progres
         loss = (_rgb_loss(rgb, tensors["frames"][t], config) + config.track_weight * track
                 + config.depth_weight * depth
                 + config.smooth_weight * scene.motion.acceleration() / scale ** 2
-                + config.trajectory_weight * _trajectory_acceleration(scene, t) / scale ** 2)
+                + config.trajectory_weight * _trajectory_acceleration(scene, t) / scale ** 2
+                + config.anchor_weight * _anchor(scene, means_t2, t2, data, tensors) / scale)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -254,7 +275,7 @@ def fit_scene(scene: GaussianScene, data: Working, config: RefineConfig, progres
         if step % config.densify_every == 0 and densifying:
             _densify_and_prune(scene, grad_sum, seen, config, generator)
             optimizer = _optimizer(scene, config, scale)
-            grad_sum, seen = torch.zeros(scene.count), torch.zeros(scene.count)
+            grad_sum, seen = torch.zeros(scene.count, device=device), torch.zeros(scene.count, device=device)
         if time.perf_counter() - last_eval > config.eval_every_s:
             history.append((elapsed, step, scene.count, evaluate(scene, data, held_out, config.backend)["psnr"]))
             last_eval = time.perf_counter()
@@ -276,7 +297,7 @@ def render_frames(scene: GaussianScene, data: Working, frames, backend: str = "a
     for t in frames:
         r = scene.render(int(t), torch.as_tensor(data.intrinsics[t], dtype=torch.float32),
                          torch.as_tensor(data.world_to_camera[t], dtype=torch.float32), w, h, backend=backend)
-        out.append(r.features.clamp(0, 1).numpy())
+        out.append(r.features.clamp(0, 1).cpu().numpy())
     return np.stack(out) if out else np.zeros((0, h, w, 3), np.float32)
 
 

@@ -27,7 +27,7 @@ def write_gaussian_ply(path: Path, scene: GaussianScene, t: int) -> Path:
     with torch.no_grad():
         means, quats = scene.at(t)
         fields = {"x": means[:, 0], "y": means[:, 1], "z": means[:, 2]}
-        fields.update({f"n{a}": torch.zeros(scene.count) for a in "xyz"})
+        fields.update({f"n{a}": torch.zeros_like(means[:, 0]) for a in "xyz"})
         dc = (scene.colours - 0.5) / SH_C0
         fields.update({f"f_dc_{i}": dc[:, i] for i in range(3)})
         fields["opacity"] = scene.opacity_logits
@@ -36,7 +36,7 @@ def write_gaussian_ply(path: Path, scene: GaussianScene, t: int) -> Path:
         fields.update({f"rot_{i}": q[:, i] for i in range(4)})
     rows = np.empty(scene.count, dtype=[(name, "<f4") for name in fields])
     for name, value in fields.items():
-        rows[name] = value.detach().numpy()
+        rows[name] = value.detach().cpu().numpy()
     header = ("ply\nformat binary_little_endian 1.0\n" f"element vertex {scene.count}\n"
               + "".join(f"property float {name}\n" for name in fields) + "end_header\n")
     path.write_bytes(header.encode() + rows.tobytes())
@@ -80,7 +80,7 @@ def render_views(scene: GaussianScene, data: Working, times, world_to_camera: np
     for t, w2c in zip(times, world_to_camera):
         r = scene.render(int(t), torch.as_tensor(intrinsics, dtype=torch.float32),
                          torch.as_tensor(w2c, dtype=torch.float32), w, h, backend=backend)
-        out.append((r.features.clamp(0, 1).numpy() * 255).round().astype(np.uint8))
+        out.append((r.features.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8))
     return np.stack(out)
 
 
@@ -122,10 +122,11 @@ def write_refine_outputs(out_dir: str | Path, scene: GaussianScene, data: Workin
     }
     with torch.no_grad():
         moving = torch.nonzero(scene.moving).squeeze(1)                        # (G_moving,)
-        trajectories = np.stack([scene.at(t)[0][moving].numpy() for t in range(n)])
-    np.savez_compressed(out / "refined.npz", means=scene.means.detach().numpy(), moving=scene.moving.numpy(),
-                        moving_means=trajectories.astype(np.float32), track=scene.track.numpy(),
-                        colours=scene.colours.detach().numpy(), canonical_frame=scene.canonical,
+        trajectories = np.stack([scene.at(t)[0][moving].cpu().numpy() for t in range(n)])
+    np.savez_compressed(out / "refined.npz", means=scene.means.detach().cpu().numpy(),
+                        moving=scene.moving.cpu().numpy(), moving_means=trajectories.astype(np.float32),
+                        track=scene.track.cpu().numpy(), colours=scene.colours.detach().cpu().numpy(),
+                        canonical_frame=scene.canonical,
                         world_to_camera=data.world_to_camera, intrinsics=data.intrinsics,
                         image_size=np.array(data.size))
     paths["trajectories"] = out / "refined.npz"

@@ -58,6 +58,7 @@ class GaussianScene(nn.Module):
                backend: str = "auto") -> Rendered:
         """The scene at frame t seen by a camera: features = RGB (+ ``extra`` (G, E) channels after it)."""
         means, quats = self.at(t)
+        K, world_to_camera = K.to(means), world_to_camera.to(means)                 # the scene's device
         features = self.colours if extra is None else torch.cat([self.colours, extra], 1)
         if background is not None and extra is not None:
             background = torch.cat([background, background.new_zeros(extra.shape[1])])
