@@ -280,7 +280,7 @@ def fit_scene(scene: GaussianScene, data: Working, config: RefineConfig, progres
             history.append((elapsed, step, scene.count, evaluate(scene, data, held_out, config.backend)["psnr"]))
             last_eval = time.perf_counter()
         bar.update(1)
-        bar.set_postfix(psnr=f"{psnr(rgb.detach(), tensors['frames'][t]):.2f}", gaussians=scene.count)
+        bar.set_postfix(psnr=f"{psnr(rgb.detach(), tensors['frames'][t]):.2f}", gaussians=f"{scene.count}")
         if on_step is not None:
             on_step(step, elapsed)
     bar.close()
