@@ -18,8 +18,9 @@ from .outputs import write_refine_outputs
 from .scene import GaussianScene
 from .seed import seed_scene
 
-__all__ = ["GaussianScene", "HierarchicalMotion", "MotionBases", "RefineConfig", "Refinement", "Working", "evaluate", "fit_scene",
-           "hierarchical_motion", "init_bases", "refine_gaussians", "seed_scene", "working_inputs", "write_refine_outputs"]
+__all__ = ["GaussianScene", "HierarchicalMotion", "MotionBases", "RefineConfig", "Refinement", "Working", "evaluate",
+           "fit_scene", "hierarchical_motion", "init_bases", "refine_gaussians", "seed_scene", "working_inputs",
+           "write_refine_outputs"]
 
 
 @dataclass
@@ -64,7 +65,7 @@ def refine_gaussians(rec: Reconstruction, frames: np.ndarray, config: RefineConf
     scene.to(config.device)
     seeded = time.perf_counter() - start
     fitted = fit_scene(scene, data, config, progress, on_step)
-    held_out = evaluate(scene, data, np.flatnonzero(~data.train), config.backend)
+    held_out = fitted.held_out
     trained = evaluate(scene, data, np.flatnonzero(data.train), config.backend)
     metrics = {
         "held_out": held_out, "train": trained,

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .motion import MotionBases, matrix_to_rot6d, rot6d_to_matrix
+from ..geometry.transforms import matrix_to_rot6d, rot6d_to_matrix
+from .motion import MotionBases
 
 __all__ = ["HierarchicalMotion", "NODES", "CHILDREN", "CHILD_BASES", "NEAREST", "CHILDREN_AT"]
 

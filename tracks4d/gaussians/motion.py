@@ -1,6 +1,7 @@
 """Motion of the moving Gaussians: B shared SE(3) trajectories ("motion bases", Shape of Motion §3.2), each Gaussian
-following a softmax blend of them. A basis is T_{c→t}: a rotation (6D, Zhou et al.) and a translation per frame,
-from the canonical frame c to frame t; blends mix the 6D rotations and the translations with the same weights.
+following a softmax blend of them. A basis is T_{c→t}: a rotation (6D, the project's convention of
+:func:`tracks4d.geometry.transforms.rot6d_to_matrix`) and a translation per frame, from the canonical frame c to
+frame t; blends mix the 6D rotations and the translations with the same weights.
 
 Initialisation (:func:`init_bases`): k-means (scikit-learn) on the 3D tracks' velocities, then per cluster and frame
 a rigid Procrustes fit of the cluster's tracks from the canonical frame to that frame.
@@ -12,21 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["MotionBases", "rot6d_to_matrix", "matrix_to_rot6d", "matrix_to_quaternion", "quaternion_multiply",
-           "init_bases", "procrustes"]
+from ..geometry.transforms import matrix_to_rot6d, rot6d_to_matrix
 
-
-def rot6d_to_matrix(r6: torch.Tensor) -> torch.Tensor:
-    """(..., 6) → (..., 3, 3): Gram–Schmidt on the two columns the 6 numbers hold."""
-    a, b = r6[..., :3], r6[..., 3:]
-    x = nn.functional.normalize(a, dim=-1)
-    y = nn.functional.normalize(b - (x * b).sum(-1, keepdim=True) * x, dim=-1)
-    return torch.stack([x, y, torch.cross(x, y, dim=-1)], -1)
-
-
-def matrix_to_rot6d(r: torch.Tensor) -> torch.Tensor:
-    """(..., 3, 3) → (..., 6): its first two columns."""
-    return torch.cat([r[..., :, 0], r[..., :, 1]], -1)
+__all__ = ["MotionBases", "matrix_to_quaternion", "quaternion_multiply", "init_bases", "procrustes"]
 
 
 def matrix_to_quaternion(r: torch.Tensor) -> torch.Tensor:

@@ -28,12 +28,12 @@ CPU_LONG_SIDE = 256         # default working resolution on the CPU (a GPU works
 @dataclass
 class RefineConfig:
     """long_side: working resolution (None: 256 on the CPU, the video's own on a GPU) · device: where the scene
-    lives and renders (``cuda``: gsplat when installed) · minutes / steps: budget (whichever ends first; steps None: time only) ·
-    bases: motion bases B · motion: one of MOTIONS · stride, keyframe_every, max_gaussians: seeding (:func:`~.seed.seed_scene`) ·
-    held_out_every: frames t with t % this == 0 are held out · loss weights (trajectory: the moving Gaussians'
-    acceleration, in units of the median depth; anchor: each track's Gaussian to the reconstruction's 3D point,
-    so the photometric fit cannot carry the tracked points off) · densify_every: steps between
-    densify-and-prune rounds, until ``densify_until`` of the budget · backend: the rasteriser's."""
+    lives and renders (``cuda``: gsplat when installed) · minutes / steps: budget (whichever ends first; steps
+    None: time only) · bases: motion bases B · motion: one of MOTIONS · stride, keyframe_every, max_gaussians:
+    seeding (:func:`~.seed.seed_scene`) · held_out_every: frames t with t % this == 0 are held out · loss weights
+    (trajectory: the moving Gaussians' acceleration, in units of the median depth; anchor: each track's Gaussian to
+    the reconstruction's 3D point, so the photometric fit cannot carry the tracked points off) · densify_every:
+    steps between densify-and-prune rounds, until ``densify_until`` of the budget · backend: the rasteriser's."""
 
     long_side: int | None = None
     minutes: float = 10.0
@@ -87,12 +87,14 @@ class Working:
 
 @dataclass
 class Fitted:
-    """The optimised scene · history: (seconds, step, Gaussians, held-out PSNR) rows · seconds: wall time."""
+    """The optimised scene · history: (seconds, step, Gaussians, held-out PSNR) rows · seconds: wall time · held_out:
+    the final :func:`evaluate` of the held-out frames."""
 
     scene: GaussianScene
     history: list[tuple[float, int, int, float]]
     seconds: float
     steps: int
+    held_out: dict
 
 
 def working_inputs(rec: Reconstruction, frames: np.ndarray, config: RefineConfig) -> Working:
@@ -285,20 +287,27 @@ def fit_scene(scene: GaussianScene, data: Working, config: RefineConfig, progres
             on_step(step, elapsed)
     bar.close()
     seconds = time.perf_counter() - start
-    history.append((seconds, step, scene.count, evaluate(scene, data, held_out, config.backend)["psnr"]))
-    return Fitted(scene, history, seconds, step)
+    final = evaluate(scene, data, held_out, config.backend)
+    history.append((seconds, step, scene.count, final["psnr"]))
+    return Fitted(scene, history, seconds, step, final)
 
 
 @torch.no_grad()
+def render_views(scene: GaussianScene, size: tuple[int, int], times, world_to_camera: np.ndarray,
+                 intrinsics: np.ndarray, backend: str = "auto") -> np.ndarray:
+    """(T, H, W, 3) float32 in [0, 1]: frame times[i] of the scene seen by world_to_camera[i] (T, 4, 4) with
+    intrinsics[i] (T, 3, 3); size (W, H)."""
+    w, h = size
+    out = [scene.render(int(t), torch.as_tensor(k, dtype=torch.float32), torch.as_tensor(pose, dtype=torch.float32),
+                        w, h, backend=backend).features.clamp(0, 1).cpu().numpy()
+           for t, pose, k in zip(times, world_to_camera, intrinsics)]
+    return np.stack(out) if out else np.zeros((0, h, w, 3), np.float32)
+
+
 def render_frames(scene: GaussianScene, data: Working, frames, backend: str = "auto") -> np.ndarray:
     """(len(frames), H, W, 3) float32 renders of ``frames`` from their own cameras."""
-    w, h = data.size
-    out = []
-    for t in frames:
-        r = scene.render(int(t), torch.as_tensor(data.intrinsics[t], dtype=torch.float32),
-                         torch.as_tensor(data.world_to_camera[t], dtype=torch.float32), w, h, backend=backend)
-        out.append(r.features.clamp(0, 1).cpu().numpy())
-    return np.stack(out) if out else np.zeros((0, h, w, 3), np.float32)
+    frames = [int(t) for t in frames]
+    return render_views(scene, data.size, frames, data.world_to_camera[frames], data.intrinsics[frames], backend)
 
 
 def evaluate(scene: GaussianScene, data: Working, frames, backend: str = "auto") -> dict:

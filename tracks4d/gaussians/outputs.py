@@ -11,10 +11,10 @@ import numpy as np
 import torch
 
 from ..io.overlay import save_video
-from .optimize import Working, render_frames
+from .optimize import Working, render_frames, render_views
 from .scene import GaussianScene
 
-__all__ = ["write_refine_outputs", "write_gaussian_ply", "novel_cameras", "render_views", "SH_C0"]
+__all__ = ["write_refine_outputs", "write_gaussian_ply", "novel_cameras", "SH_C0"]
 
 SH_C0 = 0.28209479177387814       # degree-0 spherical harmonic: 3DGS stores colour as (rgb − 0.5) / SH_C0
 ORBIT_DEG = 20.0                  # the bullet-time orbit sweeps ± this about the scene's up axis
@@ -71,19 +71,6 @@ def novel_cameras(data: Working) -> dict[str, np.ndarray]:
     return {"fixed": np.linalg.inv(fixed), "orbit": np.stack(orbit)}
 
 
-@torch.no_grad()
-def render_views(scene: GaussianScene, data: Working, times, world_to_camera: np.ndarray, intrinsics: np.ndarray,
-                 backend: str = "auto") -> np.ndarray:
-    """(len(times), H, W, 3) uint8: frame times[i] of the scene seen by world_to_camera[i]."""
-    w, h = data.size
-    out = []
-    for t, w2c in zip(times, world_to_camera):
-        r = scene.render(int(t), torch.as_tensor(intrinsics, dtype=torch.float32),
-                         torch.as_tensor(w2c, dtype=torch.float32), w, h, backend=backend)
-        out.append((r.features.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8))
-    return np.stack(out)
-
-
 def _contact_sheet(path: Path, data: Working, rendered: np.ndarray, novel: np.ndarray, frames: list[int]) -> Path:
     """Rows of (input, refit from its camera, novel fixed camera) at ``frames``, labelled."""
     import cv2
@@ -108,12 +95,15 @@ def write_refine_outputs(out_dir: str | Path, scene: GaussianScene, data: Workin
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n = data.frames.shape[0]
-    rendered = (render_frames(scene, data, range(n), backend) * 255).round().astype(np.uint8)
     cams = novel_cameras(data)
     mid = n // 2
     k_mid = data.intrinsics[mid]
-    fixed = render_views(scene, data, range(n), np.repeat(cams["fixed"][None], n, 0), k_mid, backend)
-    orbit = render_views(scene, data, [mid] * len(cams["orbit"]), cams["orbit"], k_mid, backend)
+    to_bytes = lambda images: (images * 255).round().astype(np.uint8)  # noqa: E731
+    rendered = to_bytes(render_frames(scene, data, range(n), backend))
+    fixed = to_bytes(render_views(scene, data.size, range(n), np.repeat(cams["fixed"][None], n, 0),
+                                  np.repeat(k_mid[None], n, 0), backend))
+    orbit = to_bytes(render_views(scene, data.size, [mid] * len(cams["orbit"]), cams["orbit"],
+                                  np.repeat(k_mid[None], len(cams["orbit"]), 0), backend))
     paths = {
         "render": save_video(rendered, out / "render_input_cameras.mp4", fps),
         "novel_fixed": save_video(fixed, out / "novel_fixed_camera.mp4", fps),

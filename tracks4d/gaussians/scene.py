@@ -19,9 +19,9 @@ class GaussianScene(nn.Module):
 
     means (G, 3): world (static) or canonical-frame (moving) centres · quats (G, 4) (w, x, y, z) · log_scales (G, 3)
     · opacity_logits (G,) · colour_logits (G, 3): RGB = sigmoid · coefficient_logits (G, B): motion weights =
-    softmax (unused for static Gaussians and by hierarchical motion) · moving (G,) bool · track (G,) int64: the reconstruction's track a
-    Gaussian stands for, −1 for the others (track Gaussians are never pruned or split, so every track keeps its
-    dense trajectory) · motion: :class:`~.motion.MotionBases` or :class:`~.hierarchical.HierarchicalMotion`, frame
+    softmax (unused for static Gaussians and by hierarchical motion) · moving (G,) bool · track (G,) int64: the
+    reconstruction's track a Gaussian stands for, −1 for the others (track Gaussians are never pruned or split, so
+    every track keeps its dense trajectory) · motion: :class:`~.motion.MotionBases` or :class:`~.hierarchical.HierarchicalMotion`, frame
     ``canonical`` their origin."""
 
     def __init__(self, means, quats, log_scales, opacity_logits, colour_logits, coefficient_logits, moving, track,

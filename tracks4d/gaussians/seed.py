@@ -67,14 +67,13 @@ def fit_tracks(points: np.ndarray, visible: np.ndarray, canonical: int, rotation
     return means.detach().numpy(), logits.detach().numpy(), motion
 
 
-def _interpolate(query: np.ndarray, pixels: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse-distance weighted ``values`` (K, D) of the nearest ``pixels`` (K, 2) at ``query`` (Q, 2) → (Q, D),
-    and the distance to the nearest (Q,)."""
+def _interpolate(query: np.ndarray, pixels: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Inverse-distance weighted ``values`` (K, D) of the nearest ``pixels`` (K, 2) at ``query`` (Q, 2) → (Q, D)."""
     k = min(NEIGHBOURS, len(pixels))
     dist, idx = cKDTree(pixels).query(query, k)
     dist, idx = dist.reshape(len(query), k), idx.reshape(len(query), k)
     w = 1.0 / np.maximum(dist, 0.5) ** 2
-    return (w[..., None] * values[idx]).sum(1) / w.sum(1, keepdims=True), dist[:, 0]
+    return (w[..., None] * values[idx]).sum(1) / w.sum(1, keepdims=True)
 
 
 def _back_project(pixels: np.ndarray, depth: np.ndarray, K: np.ndarray, world_to_camera: np.ndarray) -> np.ndarray:
@@ -126,7 +125,7 @@ def seed_scene(rec: Reconstruction, frames: np.ndarray, intrinsics: np.ndarray, 
             if pick.sum() < 1 or not mask.any():
                 continue
             src = seen[pick]
-            log_depth, _ = _interpolate(grid[mask], tracks[t, src], np.log(rec.depth[t, src])[:, None])
+            log_depth = _interpolate(grid[mask], tracks[t, src], np.log(rec.depth[t, src])[:, None])
             depth = np.exp(log_depth[:, 0])
             world = _back_project(grid[mask], depth, intrinsics[t], rec.world_to_camera[t])
             px = grid[mask].astype(int)
@@ -135,7 +134,7 @@ def seed_scene(rec: Reconstruction, frames: np.ndarray, intrinsics: np.ndarray, 
             entry = {"means": world, "colours": colour, "log_scale": radius}
             if kind == "moving":
                 index = np.searchsorted(moving_tracks, src)
-                entry["logits"], _ = _interpolate(grid[mask], tracks[t, src], track_logits[index])
+                entry["logits"] = _interpolate(grid[mask], tracks[t, src], track_logits[index])
                 entry["means"] = _to_canonical(world, entry["logits"], motion, t)
             seeds[kind].append(entry)
 

@@ -15,9 +15,12 @@ import torch
 from numba import njit, prange
 
 from .reference import MAX_ALPHA, MIN_ALPHA, MIN_TRANSMITTANCE
-from .tiles import TILE, Tiles
+from .tiles import Tiles, tile_pixels
 
 __all__ = ["composite_cpu"]
+
+
+_tile_pixels = njit(cache=True, inline="always")(tile_pixels)
 
 
 @njit(cache=True, inline="always")
@@ -44,12 +47,11 @@ def _forward(means2d, conics, opacities, features, background, gaussians, ranges
              out, t_final, n_contrib):  # pragma: no cover - compiled
     channels = features.shape[1]
     for tile in prange(ranges.shape[0] - 1):
-        ty = tile // tiles_x
-        tx = tile - ty * tiles_x
+        x0, x1, y0, y1 = _tile_pixels(tile, tiles_x, width, height)
         start, end = ranges[tile], ranges[tile + 1]
         mx, my, ca, cb, cc, op, cut, feat = _gather(means2d, conics, opacities, features, gaussians, start, end)
-        for py in range(ty * TILE, min((ty + 1) * TILE, height)):
-            for px in range(tx * TILE, min((tx + 1) * TILE, width)):
+        for py in range(y0, y1):
+            for px in range(x0, x1):
                 t = 1.0
                 last = 0
                 for i in range(end - start):
@@ -81,13 +83,12 @@ def _backward(means2d, conics, opacities, features, background, gaussians, range
               ):  # pragma: no cover - compiled
     channels = features.shape[1]
     for tile in prange(ranges.shape[0] - 1):
-        ty = tile // tiles_x
-        tx = tile - ty * tiles_x
+        x0, x1, y0, y1 = _tile_pixels(tile, tiles_x, width, height)
         start, end = ranges[tile], ranges[tile + 1]
         mx, my, ca, cb, cc, op, cut, feat = _gather(means2d, conics, opacities, features, gaussians, start, end)
         behind = np.empty(channels, dtype=features.dtype)
-        for py in range(ty * TILE, min((ty + 1) * TILE, height)):
-            for px in range(tx * TILE, min((tx + 1) * TILE, width)):
+        for py in range(y0, y1):
+            for px in range(x0, x1):
                 t = t_final[py, px]
                 d_alpha_px = d_alpha[py, px] * t_final[py, px]
                 for c in range(channels):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TILE", "Tiles", "bin_tiles"]
+__all__ = ["TILE", "Tiles", "bin_tiles", "tile_pixels"]
 
 TILE = 16            # tile side in pixels
 
@@ -24,8 +24,15 @@ class Tiles:
 
     def pixels(self, tile: int, width: int, height: int) -> tuple[int, int, int, int]:
         """(x0, x1, y0, y1) pixel bounds of ``tile`` (end exclusive)."""
-        ty, tx = divmod(tile, self.tiles_x)
-        return tx * TILE, min((tx + 1) * TILE, width), ty * TILE, min((ty + 1) * TILE, height)
+        return tile_pixels(tile, self.tiles_x, width, height)
+
+
+def tile_pixels(tile, tiles_x, width, height):
+    """Pixel bounds (x0, x1, y0, y1), ends exclusive, of tile number ``tile`` in a grid ``tiles_x`` wide (plain
+    arithmetic, so the numba kernels compile it too)."""
+    ty = tile // tiles_x
+    tx = tile - ty * tiles_x
+    return tx * TILE, min((tx + 1) * TILE, width), ty * TILE, min((ty + 1) * TILE, height)
 
 
 def bin_tiles(means2d: np.ndarray, radii: np.ndarray, depths: np.ndarray, width: int, height: int) -> Tiles:
