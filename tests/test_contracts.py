@@ -175,3 +175,19 @@ def test_core_never_imports_service_or_training_and_serve_is_a_registered_comman
     assert loaded.strip() == "[]"
     out = subprocess.run([sys.executable, "-m", "tracks4d.cli", "serve", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--data-dir" in out.stdout
+
+
+def test_track_confidence_round_trips_and_is_checked(tmp_path):
+    rng = np.random.default_rng(0)
+    visible = rng.random((12, 5)) > 0.2
+    conf = np.where(visible, rng.uniform(0, 1, (12, 5)), 0).astype(np.float32)
+    ts = TrackSet(rng.uniform(0, 100, (12, 5, 2)), visible, confidence=conf)
+    ts.save(tmp_path / "t.npz")
+    back = TrackSet.load(tmp_path / "t.npz")
+    np.testing.assert_array_equal(back.confidence, conf)
+    np.testing.assert_array_equal(back.subset(points=[1, 3]).confidence, conf[:, [1, 3]])
+    assert (TrackSet(ts.tracks, visible).entry_confidence() == visible).all()      # absent: every visible entry is 1
+    with pytest.raises(ContractError, match="confidence.*\\[0, 1\\]"):
+        TrackSet(ts.tracks, visible, confidence=conf + 1)
+    with pytest.raises(ContractError, match="confidence.*shape"):
+        TrackSet(ts.tracks, visible, confidence=conf[:, :4])

@@ -65,6 +65,38 @@ def test_occluded_points_are_lost_and_stay_lost():
     assert ts.visible[:, right0].all()
 
 
+def test_a_track_whose_content_changes_is_cut_into_two():
+    """A region cross-fades to another texture while the camera pans: LK follows it step by step, but the content is
+    no longer what the track started on. Its track ends there and a new one starts (never one track over both)."""
+    n, v = 40, np.array([0.5, 0.0])
+    frames = shifted_clip(n=n, velocity=v).astype(np.float32)
+    other = cv2.GaussianBlur(np.random.default_rng(9).uniform(0, 255, (120, 160)).astype(np.float32), (0, 0), 1.5)
+    for t in range(n):
+        a = np.clip((t - 12) / 10, 0, 1)                    # frames 12–22: the middle fades to the other texture
+        frames[t, 30:90, 50:110] = (1 - a) * frames[t, 30:90, 50:110] + a * other[30:90, 50:110, None]
+    frames = np.clip(frames, 0, 255).astype(np.uint8)
+    ts = track_frames(frames, TrackerConfig(grid=10, query_every=100))
+    p = np.arange(ts.n_points)
+    start = ts.tracks[ts.query_frame, p]
+    inside = (start[:, 0] > 62) & (start[:, 0] < 95) & (start[:, 1] > 42) & (start[:, 1] < 78)
+    assert inside.sum() >= 8 and (ts.visible[5][inside] & ts.visible[35][inside]).mean() < 0.2  # few span it
+    cut = ~np.isin(ts.query_frame, [0, n - 1])
+    assert cut.any() and (ts.query_frame[cut] >= 10).all() and (ts.query_frame[cut] <= 30).all()  # cut in the fade
+    outside = (ts.query_frame == 0) & (start[:, 1] < 20) & (start[:, 0] < 130)          # far from it
+    assert outside.any() and ts.visible[:, outside].mean() > 0.95                # the rest are not cut
+    conf = ts.confidence
+    assert conf.shape == ts.visible.shape and conf.dtype == np.float32
+    assert (conf[~ts.visible] == 0).all() and np.median(conf[:, outside][ts.visible[:, outside]]) > 0.8
+
+
+def test_exposure_drift_is_not_motion():
+    """A brightness ramp of ±30 % over the clip: the normalised frames keep every track, all trusted."""
+    frames = shifted_clip(n=30, velocity=(0.5, 0.2)).astype(np.float32)
+    gain = np.linspace(0.7, 1.3, 30)[:, None, None, None]
+    ts = track_frames(np.clip(frames * gain, 0, 255).astype(np.uint8), TrackerConfig(grid=8, query_every=100))
+    assert ts.visible.mean() > 0.9 and np.median(ts.confidence[ts.visible]) > 0.8
+
+
 def test_flat_regions_are_not_seeded_and_bad_input():
     frames = shifted_clip(n=25)
     frames[:, :, 80:] = 128  # flat right half

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -116,7 +116,8 @@ class TrackSet:
 
     tracks: (N, P, 2) float32 pixels · visible: (N, P) bool · intrinsics: (3, 3) or (N, 3, 3) float64 or None ·
     image_size: (2,) int (W, H) or None · query_frame: (P,) int64 frame each track was seeded in, or None ·
-    ground_truth: optional :class:`GroundTruth`.
+    ground_truth: optional :class:`GroundTruth` · confidence: (N, P) float32 in [0, 1], how far to trust each
+    entry (trackers fill it: :func:`~tracks4d.tracking.lk.entry_confidence`), or None (trust every visible entry).
     Invisible entries may hold any finite value; they carry no information.
     """
 
@@ -127,6 +128,7 @@ class TrackSet:
     query_frame: np.ndarray | None = None
     ground_truth: GroundTruth | None = None
     source: str = field(default="TrackSet", compare=False, repr=False)
+    confidence: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         src = self.source
@@ -156,6 +158,20 @@ class TrackSet:
             set_("query_frame", q)
         if self.ground_truth is not None:
             set_("ground_truth", self.ground_truth.validate(n, p, src))
+        if self.confidence is not None:
+            conf = _array(self.confidence, "confidence", src, "f", (n, p))
+            if conf.size and ((conf < 0) | (conf > 1)).any():
+                raise _fail(src, "confidence", "values must lie in [0, 1]")
+            set_("confidence", conf.astype(np.float32))
+
+    def entry_confidence(self) -> np.ndarray:
+        """(N, P) float32: each entry's confidence (1 where the set has none), 0 where it is not visible."""
+        conf = np.ones(self.visible.shape, np.float32) if self.confidence is None else self.confidence
+        return np.where(self.visible, conf, 0.0).astype(np.float32)
+
+    def with_(self, **changes) -> "TrackSet":
+        """A copy with some fields replaced (validated again)."""
+        return replace(self, **changes)
 
     @property
     def n_frames(self) -> int:
@@ -190,13 +206,15 @@ class TrackSet:
                 None if g.depth is None else g.depth[np.ix_(fr, pt)],
                 None if g.dynamic is None else g.dynamic[np.ix_(fr, pt)],
             )
-        return TrackSet(self.tracks[np.ix_(fr, pt)], self.visible[np.ix_(fr, pt)], k, self.image_size, q, gt, self.source)
+        conf = None if self.confidence is None else self.confidence[np.ix_(fr, pt)]
+        return TrackSet(self.tracks[np.ix_(fr, pt)], self.visible[np.ix_(fr, pt)], k, self.image_size, q, gt,
+                        self.source, conf)
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> None:
         """Write the DESIGN §4 track-set ``.npz`` (ground truth as ``gt_*`` fields)."""
         out: dict[str, np.ndarray] = {"tracks": self.tracks, "visible": self.visible}
-        for name in ("intrinsics", "image_size", "query_frame"):
+        for name in ("intrinsics", "image_size", "query_frame", "confidence"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.ground_truth is not None:
@@ -224,7 +242,7 @@ class TrackSet:
         if any(k.startswith("gt_") for k in data):
             gt = GroundTruth(data.get("gt_world_to_camera"), data.get("gt_depth"), data.get("gt_dynamic"))
         return cls(data["tracks"], data["visible"], data.get("intrinsics"), data.get("image_size"),
-                   data.get("query_frame"), gt, source=src)
+                   data.get("query_frame"), gt, source=src, confidence=data.get("confidence"))
 
     @classmethod
     def _from_official(cls, data: Mapping[str, np.ndarray], src: str) -> "TrackSet":

@@ -194,7 +194,7 @@ def with_intrinsics(tracks: TrackSet, opts: ReconstructOptions) -> tuple[TrackSe
     known = given is not None or tracks.intrinsics is not None
     k = given if given is not None else (tracks.intrinsics if tracks.intrinsics is not None
                                          else guess_intrinsics(tracks))
-    out = TrackSet(tracks.tracks, tracks.visible, k, tracks.image_size, tracks.query_frame, tracks.ground_truth)
+    out = tracks.with_(intrinsics=k)
     return out, known
 
 

@@ -60,10 +60,13 @@ def track_frames_cotracker(frames: np.ndarray, predictor: Predictor, config: Tra
         raise ValueError(f"CoTracker returned tracks {tracks.shape} and visibility {vis.shape}; expected "
                          f"(1, {n}, {len(queries)}, 2) and (1, {n}, {len(queries)})")
     tracks, visible = tracks[0].astype(np.float32), (vis[0] > 0.5) if vis.dtype != bool else vis[0]
+    # CoTracker's visibility is a probability (its predictor may already threshold it): the entries' confidence
+    confidence = np.clip(vis[0], 0.0, 1.0).astype(np.float32) if vis.dtype != bool else visible.astype(np.float32)
     query_frame = queries[:, 0].astype(np.int64)
     visible[query_frame, np.arange(len(queries))] = True
+    confidence[query_frame, np.arange(len(queries))] = 1.0
     keep = visible.sum(0) > min_visible_frames(n)
     if not keep.any():
         raise ValueError(f"no CoTracker track stays visible in more than {min_visible_frames(n)} of {n} frames")
     return TrackSet(np.nan_to_num(tracks[:, keep]), visible[:, keep], image_size=np.array([w, h]),
-                    query_frame=query_frame[keep])
+                    query_frame=query_frame[keep], confidence=np.where(visible, confidence, 0.0)[:, keep])

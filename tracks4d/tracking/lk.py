@@ -1,9 +1,18 @@
-"""The built-in point tracker: the paper's query schedule with OpenCV pyramidal Lucas–Kanade.
+"""The built-in point tracker: the paper's query schedule with OpenCV pyramidal Lucas–Kanade, and a confidence for
+every entry.
 
 A G×G grid of queries at frames 0, q, 2q, … and the last frame; every query is tracked forwards and backwards over
-the whole clip, one frame at a time, with a forward–backward consistency check at every step. A point that fails a
-check (or leaves the image, or loses texture) is lost for good in that direction. Tracks visible in too few frames
-are dropped (:func:`tracks4d.contracts.min_visible_frames`).
+the whole clip, one frame at a time, on photometrically normalised frames (each frame's grey levels scaled to a
+fixed mean and spread, so exposure drift does not look like motion to LK), with a forward–backward consistency check
+at every step. A point that fails a check (or leaves the image, or loses texture) is lost for good in that direction.
+
+Each entry carries a confidence in [0, 1] (:func:`entry_confidence`): how well the patch around it matches the
+track's own template (normalised cross-correlation with the patch at its query), its forward–backward error and the
+texture under it (the structure tensor's smaller eigenvalue). A track whose patch stops matching its template for
+``cut_frames`` steps in a row has jumped to something else: it is *cut* — it ends before those frames, and a new
+track starts there with a template of its own (one broken track would glue two surfaces together). Entries below
+``min_confidence`` are not visible. Tracks visible in too few frames are dropped
+(:func:`tracks4d.contracts.min_visible_frames`).
 """
 
 from __future__ import annotations
@@ -18,7 +27,8 @@ from tqdm import tqdm
 from ..contracts import TrackSet, min_visible_frames
 from ..io.video import Clip, read_video
 
-__all__ = ["TrackerConfig", "TRACKERS", "query_frames", "grid_points", "track_frames", "track_clip", "track_video"]
+__all__ = ["TrackerConfig", "TRACKERS", "query_frames", "grid_points", "normalised_grey", "entry_confidence",
+           "track_frames", "track_clip", "track_video"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +36,9 @@ class TrackerConfig:
     """grid: G of the G×G query grid · query_every: frames between query sets · window: LK window (px) ·
     levels: pyramid levels above the base · fb_threshold: max forward–backward error (px, working resolution) ·
     max_error: max LK patch error (mean abs grey difference) · min_texture: minimum eigenvalue of the gradient
-    covariance around a query (``cv2.cornerMinEigenVal``; flat queries are not seeded)."""
+    covariance around a query (``cv2.cornerMinEigenVal``; flat queries are not seeded) · template: side (px) of
+    the patch compared with the track's template · cut_ncc / cut_frames: a track whose template correlation stays
+    below cut_ncc for cut_frames steps is cut there · min_confidence: entries below it are not visible."""
 
     grid: int = 15
     query_every: int = 20
@@ -35,10 +47,16 @@ class TrackerConfig:
     fb_threshold: float = 1.0
     max_error: float = 25.0
     min_texture: float = 1e-5
+    template: int = 11
+    cut_ncc: float = 0.4
+    cut_frames: int = 2
+    min_confidence: float = 0.05
 
     def __post_init__(self) -> None:
         if self.grid < 1 or self.query_every < 1 or self.window < 3 or self.levels < 0:
             raise ValueError("TrackerConfig: grid >= 1, query_every >= 1, window >= 3 and levels >= 0 required")
+        if self.template < 3 or self.cut_frames < 1 or not 0 <= self.min_confidence < 1:
+            raise ValueError("TrackerConfig: template >= 3, cut_frames >= 1 and 0 <= min_confidence < 1 required")
 
 
 def query_frames(n_frames: int, every: int = 20) -> np.ndarray:
@@ -54,71 +72,151 @@ def grid_points(width: int, height: int, grid: int) -> np.ndarray:
     return np.stack((gx.ravel(), gy.ravel()), 1).astype(np.float32)
 
 
-def _textured(gray: np.ndarray, points: np.ndarray, config: TrackerConfig) -> np.ndarray:
-    """(M,) bool: the patch around each point has enough texture (minimum eigenvalue of its gradient covariance)."""
-    eig = cv2.cornerMinEigenVal(gray, blockSize=config.window // 2 | 1, ksize=3)
-    xi = np.clip(np.round(points[:, 0]).astype(int), 0, gray.shape[1] - 1)
-    yi = np.clip(np.round(points[:, 1]).astype(int), 0, gray.shape[0] - 1)
-    return eig[yi, xi] > config.min_texture
+def normalised_grey(frame: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB → (H, W) uint8 grey with mean 128 and standard deviation 48 (a global gain and offset:
+    exposure drift removed, local contrast kept)."""
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return np.clip((grey - grey.mean()) * (48.0 / (grey.std() + 1e-6)) + 128.0, 0, 255).astype(np.uint8)
+
+
+def _texture_at(eig: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(M,) smaller structure-tensor eigenvalue of map ``eig`` (H, W) at points (M, 2)."""
+    xi = np.clip(np.round(points[:, 0]).astype(int), 0, eig.shape[1] - 1)
+    yi = np.clip(np.round(points[:, 1]).astype(int), 0, eig.shape[0] - 1)
+    return eig[yi, xi]
+
+
+def _patches(grey: np.ndarray, points: np.ndarray, side: int) -> np.ndarray:
+    """(M, side²) float32 bilinear patches of ``grey`` centred on points (M, 2), mean removed, unit norm."""
+    out = np.empty((len(points), side * side), np.float32)
+    for i, (x, y) in enumerate(points):
+        out[i] = cv2.getRectSubPix(grey, (side, side), (float(x), float(y))).ravel()
+    out -= out.mean(1, keepdims=True)
+    out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-6
+    return out
+
+
+def entry_confidence(ncc: np.ndarray, fb_error: np.ndarray, texture: np.ndarray, config: TrackerConfig
+                     ) -> np.ndarray:
+    """(M,) confidence in [0, 1] of tracked entries from their template correlation ``ncc``, forward–backward error
+    (px) and texture (structure-tensor eigenvalue): the template term rises linearly from ``cut_ncc`` to 0.9, the
+    forward–backward term falls from 1 at 0 px to 0.5 at ``fb_threshold``, the texture term from 1 at 4 ×
+    ``min_texture`` to 0 at none."""
+    match = np.clip((ncc - config.cut_ncc) / (0.9 - config.cut_ncc), 0.0, 1.0)
+    consistency = 1.0 / (1.0 + (fb_error / config.fb_threshold) ** 2)
+    textured = np.clip(texture / (4 * config.min_texture), 0.0, 1.0)
+    return (match * consistency * textured).astype(np.float32)
+
+
+class _Tracks:
+    """Growable (N, P) track arrays: a cut appends a new track."""
+
+    def __init__(self, n: int, seeds: np.ndarray, seed_frame: np.ndarray):
+        p = len(seeds)
+        self.tracks = np.zeros((n, p, 2), np.float32)
+        self.visible = np.zeros((n, p), bool)
+        self.confidence = np.zeros((n, p), np.float32)
+        self.query_frame = seed_frame.astype(np.int64)
+
+    def add(self, frame: int, points: np.ndarray) -> np.ndarray:
+        """New tracks starting at ``frame`` at points (M, 2): their indices (M,)."""
+        m, n = len(points), self.tracks.shape[0]
+        start = self.tracks.shape[1]
+        self.tracks = np.concatenate([self.tracks, np.zeros((n, m, 2), np.float32)], 1)
+        self.visible = np.concatenate([self.visible, np.zeros((n, m), bool)], 1)
+        self.confidence = np.concatenate([self.confidence, np.zeros((n, m), np.float32)], 1)
+        self.query_frame = np.concatenate([self.query_frame, np.full(m, frame, np.int64)])
+        return np.arange(start, start + m)
+
+    def set(self, frame: int, index: np.ndarray, points: np.ndarray, confidence: np.ndarray | float) -> None:
+        self.tracks[frame, index], self.visible[frame, index], self.confidence[frame, index] = points, True, confidence
 
 
 def track_frames(frames: np.ndarray, config: TrackerConfig = TrackerConfig(), progress: bool = False) -> TrackSet:
     """Track the paper's query grid through ``frames``.
 
     frames: (N, H, W, 3) uint8 RGB, N ≥ 2 → TrackSet with tracks (N, P, 2) in the frames' pixels, visible (N, P),
-    query_frame (P,), image_size (W, H). Invisible entries hold the nearest visible position.
+    confidence (N, P), query_frame (P,) (a cut track's second part starts at the cut), image_size (W, H). Invisible
+    entries hold the nearest visible position.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or frames.shape[0] < 2:
         raise ValueError(f"frames must be (N>=2, H, W, 3) uint8 RGB, got {frames.shape} {frames.dtype}")
     n, h, w = frames.shape[:3]
-    win = (config.window, config.window)
-    grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    greys = [normalised_grey(f) for f in frames]
+    eigs = [cv2.cornerMinEigenVal(g, blockSize=config.window // 2 | 1, ksize=3) for g in greys]
     queries = query_frames(n, config.query_every)
     grid = grid_points(w, h, config.grid)
     seeds, seed_frame = [], []
     for q in queries:
-        keep = _textured(grays[q], grid, config)
+        keep = _texture_at(eigs[q], grid) > config.min_texture
         seeds.append(grid[keep])
         seed_frame.append(np.full(int(keep.sum()), q))
     seeds, seed_frame = np.concatenate(seeds), np.concatenate(seed_frame)
-    p = len(seeds)
-    tracks = np.zeros((n, p, 2), np.float32)
-    visible = np.zeros((n, p), bool)
-    lk = dict(winSize=win, maxLevel=config.levels,
-              criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+    out = _Tracks(n, seeds, seed_frame)
+    templates = np.zeros((len(seeds), config.template ** 2), np.float32)
+    for q in queries:
+        templates[seed_frame == q] = _patches(greys[q], seeds[seed_frame == q], config.template)
     bar = tqdm(total=2 * (n - 1), desc="tracking (LK)", disable=not progress, leave=False)
     for step in (1, -1):
-        active = np.zeros(p, bool)
-        pos = np.zeros((p, 2), np.float32)
-        for t in (range(n - 1) if step == 1 else range(n - 1, 0, -1)):
-            new = seed_frame == t
-            pos[new], active[new] = seeds[new], True
-            tracks[t, new], visible[t, new] = seeds[new], True
-            idx = np.flatnonzero(active)
-            bar.update(1)
-            if idx.size == 0:
-                continue
-            nxt = grays[t + step]
-            fwd, st1, err = cv2.calcOpticalFlowPyrLK(grays[t], nxt, pos[idx], None, **lk)
-            back, st2, _ = cv2.calcOpticalFlowPyrLK(nxt, grays[t], fwd, None, **lk)
-            ok = ((st1[:, 0] == 1) & (st2[:, 0] == 1) & (err[:, 0] < config.max_error)
-                  & (np.linalg.norm(back - pos[idx], axis=1) < config.fb_threshold)
-                  & (fwd[:, 0] >= 0) & (fwd[:, 0] <= w - 1) & (fwd[:, 1] >= 0) & (fwd[:, 1] <= h - 1))
-            pos[idx[ok]] = fwd[ok]
-            active[idx[~ok]] = False
-            tracks[t + step, idx[ok]] = fwd[ok]
-            visible[t + step, idx[ok]] = True
-        last = n - 1 if step == 1 else 0  # seeds at the sweep's last frame are placed but not tracked further
-        new = seed_frame == last
-        tracks[last, new], visible[last, new] = seeds[new], True
+        _sweep(greys, eigs, seeds, seed_frame, templates, out, step, config, bar)
     bar.close()
-    keep = visible.sum(0) > min_visible_frames(n)
+    keep = out.visible.sum(0) > min_visible_frames(n)
     if not keep.any():
         raise ValueError(f"no track stays visible in more than {min_visible_frames(n)} of {n} frames "
                          f"(untextured or too short a clip?)")
-    tracks, visible = _fill_invisible(tracks[:, keep], visible[:, keep]), visible[:, keep]
-    return TrackSet(tracks, visible, image_size=np.array([w, h]), query_frame=seed_frame[keep])
+    visible = out.visible[:, keep]
+    return TrackSet(_fill_invisible(out.tracks[:, keep], visible), visible, image_size=np.array([w, h]),
+                    query_frame=out.query_frame[keep], confidence=np.where(visible, out.confidence[:, keep], 0))
+
+
+def _sweep(greys, eigs, seeds, seed_frame, templates, out: _Tracks, step: int, config: TrackerConfig, bar) -> None:
+    """One direction (``step`` ±1) of tracking: every query from its frame on, cut where its template stops matching.
+    Fills ``out`` (cut tracks' second parts are appended to it)."""
+    n = len(greys)
+    h, w = greys[0].shape
+    lk = dict(winSize=(config.window, config.window), maxLevel=config.levels,
+              criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+    index = np.zeros(0, np.int64)             # the track each active point writes to
+    pos = np.zeros((0, 2), np.float32)
+    tmpl = np.zeros((0, config.template ** 2), np.float32)
+    low = np.zeros(0, np.int64)               # consecutive steps below cut_ncc
+    frames = range(n - 1) if step == 1 else range(n - 1, 0, -1)
+    for t in frames:
+        new = np.flatnonzero(seed_frame == t)
+        out.set(t, new, seeds[new], 1.0)
+        index, pos = np.concatenate([index, new]), np.concatenate([pos, seeds[new]])
+        tmpl, low = np.concatenate([tmpl, templates[new]]), np.concatenate([low, np.zeros(len(new), np.int64)])
+        bar.update(1)
+        if index.size == 0:
+            continue
+        nxt = greys[t + step]
+        fwd, st1, err = cv2.calcOpticalFlowPyrLK(greys[t], nxt, pos, None, **lk)
+        back, st2, _ = cv2.calcOpticalFlowPyrLK(nxt, greys[t], fwd, None, **lk)
+        fb = np.linalg.norm(back - pos, axis=1)
+        ok = ((st1[:, 0] == 1) & (st2[:, 0] == 1) & (err[:, 0] < config.max_error) & (fb < config.fb_threshold)
+              & (fwd[:, 0] >= 0) & (fwd[:, 0] <= w - 1) & (fwd[:, 1] >= 0) & (fwd[:, 1] <= h - 1))
+        index, pos, tmpl, low, fwd, fb = index[ok], fwd[ok], tmpl[ok], low[ok], fwd[ok], fb[ok]
+        patches = _patches(nxt, fwd, config.template)
+        ncc = np.einsum("md,md->m", patches, tmpl)
+        low = np.where(ncc < config.cut_ncc, low + 1, 0)
+        confidence = entry_confidence(ncc, fb, _texture_at(eigs[t + step], fwd), config)
+        out.set(t + step, index, fwd, confidence)
+        cut = np.flatnonzero(low >= config.cut_frames)
+        if cut.size:   # the jumped part leaves its track and starts one of its own, templated here
+            first = t + step - step * (config.cut_frames - 1)
+            span = slice(min(first, t + step), max(first, t + step) + 1)
+            out.visible[span, index[cut]] = False
+            out.confidence[span, index[cut]] = 0.0
+            fresh = out.add(first, out.tracks[first, index[cut]])
+            for f in range(span.start, span.stop):
+                out.set(f, fresh, out.tracks[f, index[cut]], 1.0)
+            index[cut] = fresh
+            tmpl[cut], low[cut] = _patches(nxt, fwd[cut], config.template), 0
+        pos = fwd
+    last = n - 1 if step == 1 else 0  # seeds at the sweep's last frame are placed but not tracked further
+    new = np.flatnonzero(seed_frame == last)
+    out.set(last, new, seeds[new], 1.0)
 
 
 def _fill_invisible(tracks: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -147,7 +245,7 @@ def track_clip(clip: Clip, config: TrackerConfig = TrackerConfig(), *, tracker: 
     else:
         raise ValueError(f"unknown tracker {tracker!r}; choose one of {TRACKERS}")
     return TrackSet(clip.to_source_pixels(ts.tracks).astype(np.float32), ts.visible,
-                    image_size=np.array(clip.source_size), query_frame=ts.query_frame)
+                    image_size=np.array(clip.source_size), query_frame=ts.query_frame, confidence=ts.confidence)
 
 
 def track_video(path: str | Path, *, stride: int = 1, max_frames: int | None = None, long_side: int | None = 640,
