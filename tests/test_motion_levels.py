@@ -33,3 +33,57 @@ def test_the_network_fills_in_short_tracks_only_when_it_agrees_with_geometry():
     np.testing.assert_allclose(ignored.gamma, geometry.gamma)
     assert auc_short(trusted.gamma, moving, 40) >= auc_short(geometry.gamma, moving, 40)
     assert ignored.to_meta()["network_trust"] == 0.0
+
+
+def _camera_clip(n=30, seed=0):
+    """A camera sliding sideways past a wall of static points (z 8–12), an object of 20 points moving rigidly upward
+    in front, 6 lost tracks (static points whose track jumps 15 px at frame 10–19) and the slowly drifting static
+    tracks every tracker has. → tracks (N, P, 2), visible, cameras, kind (P,): 0 static, 1 object, 2 lost."""
+    from tracks4d.contracts import Cameras
+    from tracks4d.geometry.transforms import pose_matrix
+
+    rng = np.random.default_rng(seed)
+    k = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    w2c = np.stack([np.linalg.inv(pose_matrix(np.eye(3), np.array([0.04 * t, 0, 0]))) for t in range(n)])
+    wall = np.column_stack([rng.uniform(-5, 5, 200), rng.uniform(-4, 4, 200), rng.uniform(8, 12, 200)])
+    body = np.column_stack([rng.uniform(-0.5, 0.5, 20), rng.uniform(-0.5, 0.5, 20), rng.uniform(4.8, 5.2, 20)])
+    world = np.concatenate([np.repeat(wall[None], n, 0),
+                            body[None] + np.array([0, -0.05, 0]) * np.arange(n)[:, None, None]], 1)
+    cam = np.einsum("nij,npj->npi", w2c[:, :3, :3], world) + w2c[:, None, :3, 3]
+    tracks = cam[..., :2] / cam[..., 2:] * 500 + np.array([320, 240]) + rng.normal(0, 0.3, cam.shape[:2] + (2,))
+    kind = np.r_[np.zeros(200, int), np.ones(20, int)]
+    lost = rng.choice(200, 6, replace=False)
+    for p in lost:                                       # a jump to another surface, 15 px across the epipolar lines
+        tracks[rng.integers(10, 20):, p, 1] += rng.choice([-15.0, 15.0])
+    kind[lost] = 2
+    return tracks, np.ones((n, 220), bool), Cameras(w2c, np.broadcast_to(k, (n, 3, 3)).copy()), kind
+
+
+def test_three_way_decision_static_moving_unreliable():
+    """A rigidly moving object is moving; a track that fails the static fit alone is unreliable, never moving."""
+    from tracks4d.geometry.motion import MOVING, STATIC, UNRELIABLE, motion_states, static_fit
+
+    tracks, visible, cameras, kind = _camera_clip()
+    _, errors = static_fit(tracks, visible, cameras, rotation_only=False)
+    levels = motion_levels(errors, visible, 500.0)
+    state = motion_states(tracks, visible, cameras, levels, (640, 480))
+    assert state.dtype == np.int8
+    assert (state[kind == 1] == MOVING).mean() >= 0.9
+    assert (state[kind == 2] == UNRELIABLE).all()
+    assert (state[kind == 0] == STATIC).mean() >= 0.98 and not (state[kind == 0] == MOVING).any()
+    meta = levels.with_states(state).to_meta()
+    assert meta["states"] == {"static": int((state == 0).sum()), "moving": int((state == 1).sum()),
+                              "unreliable": int((state == 2).sum())}
+
+
+def test_static_threshold_adapts_to_the_clips_spread():
+    """Static tracks that drift a little more than the noise level (a common LK artefact) stay static."""
+    rng = np.random.default_rng(3)
+    n, p = 40, 300
+    drift = rng.gamma(2.0, 0.4, p)                       # per-track drift, px: most small, a tail to ~3 px
+    errors = np.abs(rng.normal(0, 0.3, (n, p))) + drift * np.linspace(0, 1, n)[:, None]
+    moving = np.arange(p) < 30
+    errors[:, moving] += 20.0
+    levels = motion_levels(errors, np.ones((n, p), bool), 500.0)
+    assert levels.threshold_px > 4 * levels.noise_px
+    assert levels.static[~moving].mean() > 0.98 and not levels.static[moving].any()

@@ -298,7 +298,9 @@ class Reconstruction:
     camera_to_world, world_to_camera: (N, 4, 4) float64 · intrinsics: (N, 3, 3) float64 ·
     points: (N, P, 3) world positions · static_points: (P, 3) · motion_level: (P,) γ > 0 ·
     depth: (N, P) camera-frame z · bases: (K, P, 3) · coefficients: (N, K) · tracks: (N, P, 2) ·
-    visible: (N, P) bool · meta: JSON-serialisable dict. Units are arbitrary (monocular scale).
+    visible: (N, P) bool · meta: JSON-serialisable dict · motion_state: (P,) int8, 0 static, 1 moving, 2 unreliable
+    (failed the static fit without moving with any neighbourhood: left out of trajectories and pictures); None: taken
+    from ``meta["static_mask"]`` when there is one (0 or 1). Units are arbitrary (monocular scale).
     """
 
     camera_to_world: np.ndarray
@@ -314,6 +316,7 @@ class Reconstruction:
     visible: np.ndarray
     meta: dict = field(default_factory=dict)
     source: str = field(default="Reconstruction", compare=False, repr=False)
+    motion_state: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         src = self.source
@@ -355,6 +358,19 @@ class Reconstruction:
         except TypeError as exc:
             raise _fail(src, "meta", f"is not JSON-serialisable ({exc})") from None
         set_("meta", meta)
+        state = self.motion_state
+        if state is None and "static_mask" in meta:
+            state = np.where(np.asarray(meta["static_mask"], bool), 0, 1)
+        if state is not None:
+            state = _array(state, "motion_state", src, "i", (p,))
+            if state.size and not np.isin(state, (0, 1, 2)).all():
+                raise _fail(src, "motion_state", "values must be 0 (static), 1 (moving) or 2 (unreliable)")
+            set_("motion_state", state.astype(np.int8))
+
+    @property
+    def shown(self) -> np.ndarray:
+        """(P,) bool: the tracks trajectories and pictures show (every track but the unreliable ones)."""
+        return np.ones(self.n_points, bool) if self.motion_state is None else self.motion_state != 2
 
     @property
     def n_frames(self) -> int:
@@ -368,17 +384,19 @@ class Reconstruction:
         """Write ``reconstruction.npz`` (``meta`` as a JSON string)."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("meta", "source")}
         out["meta"] = np.array(json.dumps(self.meta))
+        if self.motion_state is None:
+            del out["motion_state"]
         _atomic_savez(Path(path), out)
 
     @classmethod
     def load(cls, path: str | Path) -> "Reconstruction":
         src = str(path)
         data = _read_npz(Path(path))
-        names = [f.name for f in fields(cls) if f.name != "source"]
+        names = [f.name for f in fields(cls) if f.name not in ("source", "motion_state")]
         for name in names:
             if name not in data:
                 raise _fail(src, name, "missing")
-        return cls(**{name: data[name] for name in names}, source=src)
+        return cls(**{name: data[name] for name in names}, source=src, motion_state=data.get("motion_state"))
 
 
 def load_any(path: str | Path) -> "TrackSet | Reconstruction":

@@ -28,7 +28,8 @@ import torch
 from .contracts import Cameras, Reconstruction, TrackSet
 from .geometry.cameras import CAMERA_INITS, CameraSolution, solve_cameras
 from .geometry.ground import GroundContact, ground_contact
-from .geometry.motion import MotionLevels, motion_levels, static_fit
+from .geometry.motion import MotionLevels, motion_levels, motion_states, static_fit
+from .geometry.plausible import flying_entries, plausible_trajectories
 from .geometry.points import PlacedPoints, place_points
 from .geometry.refine import Refined, refine_moving
 from .geometry.transforms import transform_points
@@ -286,7 +287,7 @@ def refine(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, placed: Pla
            moving: MovingDepth | None) -> tuple[PlacedPoints, Refined | None]:
     """Refinement stage: the moving tracks' trajectories optimised with the cameras fixed (reprojection, smoothness,
     a pull towards the placed depth weighted by the network's certainty)."""
-    index = np.flatnonzero(~motion.static)
+    index = np.flatnonzero(motion.moving)
     if index.size == 0:
         return placed, None
     sigma = moving.sigma[:, index] if moving is not None else np.full((tracks.n_frames, index.size), 0.3)
@@ -303,6 +304,24 @@ def refine(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, placed: Pla
     return PlacedPoints(points, placed.static_points, depth, placed.observed, placed.scale), refined
 
 
+def keep_plausible(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, placed: PlacedPoints
+                   ) -> tuple[PlacedPoints, dict]:
+    """Plausibility stage: moving points' flying entries (a jump along the ray that their neighbourhood does not
+    share, :mod:`~tracks4d.geometry.plausible`) given the neighbourhood's motion → (points, counts for ``meta``)."""
+    static_depth = placed.depth[:, motion.static][tracks.visible[:, motion.static]]
+    static_depth = static_depth[np.isfinite(static_depth) & (static_depth > 0)]
+    if not motion.moving.any() or static_depth.size == 0:
+        return placed, {"flying_before": 0, "flying_after": 0}
+    scale = float(np.median(static_depth))
+    before = int(flying_entries(placed.points, tracks.tracks, tracks.visible, motion.moving, scale).sum())
+    points, replaced = plausible_trajectories(placed.points, tracks.tracks, tracks.visible, motion.moving, cameras,
+                                              scale)
+    after = int(flying_entries(points, tracks.tracks, tracks.visible, motion.moving, scale).sum())
+    depth = transform_points(cameras.world_to_camera, points)[..., 2]
+    counts = {"flying_before": before, "flying_after": after, "replaced": int(replaced.sum()), "scene_depth": scale}
+    return PlacedPoints(points, placed.static_points, depth, placed.observed, placed.scale), counts
+
+
 def assemble(tracks: TrackSet, solution: CameraSolution, motion: MotionLevels, placed: PlacedPoints,
              proposal: Reconstruction, meta: dict) -> Reconstruction:
     """The output: the stages' results in the reconstruction contract (DESIGN §4). The network's bases and
@@ -310,7 +329,7 @@ def assemble(tracks: TrackSet, solution: CameraSolution, motion: MotionLevels, p
     cams = solution.cameras
     return Reconstruction(cams.camera_to_world, cams.world_to_camera, cams.intrinsics, placed.points,
                           placed.static_points, motion.gamma, placed.depth, proposal.bases, proposal.coefficients,
-                          tracks.tracks, tracks.visible, meta)
+                          tracks.tracks, tracks.visible, meta, motion_state=motion.state)
 
 
 def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, network: tuple | None = None,
@@ -354,10 +373,12 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
         fitted, errors = static_fit(tracks.tracks, tracks.visible, solution.cameras, solution.rotation_only)
         focal = float(np.mean(solution.cameras.intrinsics[:, [0, 1], [0, 1]]))
         motion = motion_levels(errors, tracks.visible, focal, proposal.motion_level, opts.ba_gamma)
+        motion = motion.with_states(motion_states(tracks.tracks, tracks.visible, solution.cameras, motion,
+                                                  image_size_of(tracks)))
     with _timed(timings, "contact"):
         static_points = static_world(fitted, motion, solution.rotation_only)
         contact = ground_contact(tracks.tracks, tracks.visible, solution.cameras, static_points, motion.static,
-                                 image_size_of(tracks))
+                                 image_size_of(tracks), motion.moving)
     with _timed(timings, "moving"):
         moving = place_moving(tracks, solution.cameras, motion, static_points, contact, moving_checkpoint, opts)
     with _timed(timings, "points"):
@@ -369,6 +390,8 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
         with _timed(timings, "refine"):
             placed, refined = refine(tracks, solution.cameras, motion, placed, moving)
     progress(0.95, "refined")
+    with _timed(timings, "plausible"):
+        placed, plausible = keep_plausible(tracks, solution.cameras, motion, placed)
     timings["total_s"] = time.perf_counter() - start
     meta = {
         **proposal.meta,
@@ -381,11 +404,13 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
                    "moving": {"network": "none: the first network's points" if moving is None else
                               str(moving_checkpoint), "seconds": timings["moving_s"]},
                    "refine": None if refined is None else
-                   {"tracks": int((~motion.static).sum()), "reprojection_px": refined.reprojection_px,
+                   {"tracks": int(motion.moving.sum()), "reprojection_px": refined.reprojection_px,
                     "kept": float(np.mean(~(refined.error_px > REFINE_MAX_PX))),
-                    "seconds": timings["refine_s"]}},
+                    "seconds": timings["refine_s"]},
+                   "plausible": {**plausible, "seconds": timings["plausible_s"]}},
         "verdict": _verdict(solution, motion, placed),
         "static_mask": motion.static.tolist(),
+        "motion_states": motion.to_meta()["states"],
         "image_size": None if tracks.image_size is None else [int(v) for v in tracks.image_size],
         "timings": timings, "checkpoint": str(checkpoint), "checkpoint_step": int(payload.get("step", 0)),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
@@ -402,8 +427,10 @@ def _verdict(solution: CameraSolution, motion: MotionLevels, placed: PlacedPoint
     static tracks, a skipped adjustment, static tracks that could not be triangulated)."""
     ba = solution.ba
     adjusted = "" if ba is None or ba.skipped else f", adjusted over {ba.n_frames} frames and {ba.n_points} tracks"
+    states = motion.to_meta()["states"]
     notes = [f"cameras: {solution.model.kind} motion from the {solution.source.split(':')[0]} seed{adjusted}; "
-             f"{int(motion.static.sum())} of {len(motion.static)} tracks static"]
+             f"{states['static']} of {len(motion.static)} tracks static, {states['moving']} moving, "
+             f"{states['unreliable']} unreliable (they fail the static fit alone: lost tracks, reflections)"]
     if solution.rotation_only:
         notes.append("the camera only rotates or stands still: static depth is unobservable (the network's is used)")
     elif solution.model.kind == "mixed":

@@ -93,7 +93,7 @@ def seed_scene(rec: Reconstruction, frames: np.ndarray, intrinsics: np.ndarray, 
     rng = np.random.default_rng(seed)
     n, h, w = frames.shape[:3]
     static = static_mask_of(rec, None)
-    visible = rec.visible & train[:, None] & (rec.depth > 0) & np.isfinite(rec.points).all(-1)
+    visible = rec.visible & train[:, None] & (rec.depth > 0) & np.isfinite(rec.points).all(-1) & rec.shown[None]
     moving_tracks = np.flatnonzero(~static & (visible.sum(0) >= 2))
     train_frames = np.flatnonzero(train)
     canonical = int(train_frames[np.argmax(visible[train_frames][:, moving_tracks].sum(1))]

@@ -188,12 +188,14 @@ class GroundContact:
 
 
 def ground_contact(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, static_points: np.ndarray,
-                   static: np.ndarray, image_size: tuple[int, int]) -> GroundContact:
+                   static: np.ndarray, image_size: tuple[int, int], moving: np.ndarray | None = None
+                   ) -> GroundContact:
     """The stage: (tracks (N, P, 2), visible (N, P), solved cameras, static_points (P, 3) world with NaN where not
-    triangulated, static (P,) bool, image_size (W, H)) → depth of the moving tracks from their objects' ground
-    contact, with a confidence (module docstring)."""
+    triangulated, static (P,) bool, image_size (W, H), moving (P,) bool: the tracks to group into objects, default
+    every non-static one) → depth of the moving tracks from their objects' ground contact, with a confidence
+    (module docstring)."""
     plane = fit_ground(static_points[static], cameras)
-    labels = group_objects(tracks, visible, ~static, float(np.hypot(*image_size)))
+    labels = group_objects(tracks, visible, ~static if moving is None else moving, float(np.hypot(*image_size)))
     depth = contact_depth(tracks, visible, cameras, plane, labels, image_size)
     confidence = np.zeros(depth.shape)
     if plane is not None:

@@ -10,26 +10,45 @@ agrees with geometry on the tracks geometry is sure of.
 γ (``motion_level``, DESIGN §4): the residual in normalised image units (px / focal), fused with the network's γ
 (rank-matched to that scale) by each track's confidence. A static track's γ is about the noise level over the focal
 (≈ 0.001 for LK tracks at 640 px); tracks with γ below ``STATIC_SIGMAS`` × that are static — the one static set that
-bundle adjustment and the points use.
+bundle adjustment and the points use. The threshold adapts to the clip: never below ``STATIC_SPREAD`` × the residual of
+the best-fitting quarter of the tracks (a clip whose static tracks drift a little more than its noise level — LK on
+real textures, blur — keeps them static).
+
+Every track then gets one of three states (:func:`motion_states`): *static* (fits a static point), *moving* (fails the
+static fit and shares that failure with a neighbourhood: its departures from the static fit match those of nearby
+tracks that fail too — an object moving, rigidly or not) or *unreliable* (fails alone: a lost or jumping track,
+glare, a reflection). Unreliable tracks keep their static fit and are left out of trajectories, pictures and the
+Gaussian seeding.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import warnings
 
 import numpy as np
 
 from ..contracts import Cameras
 from ..evaluation.metrics import motion_auc
+from .transforms import transform_points
 from .triangulation import direction_errors, mean_directions, reprojection_errors, triangulate_robust
 
-__all__ = ["MotionLevels", "static_fit", "track_residuals", "motion_levels", "STATIC_SIGMAS"]
+__all__ = ["MotionLevels", "static_fit", "track_residuals", "motion_levels", "motion_states", "STATIC_SIGMAS",
+           "STATIC", "MOVING", "UNRELIABLE", "MOTION_STATES"]
 
 RESIDUAL_QUANTILE = 0.8   # a track's residual: this quantile of its per-frame reprojection errors
 STATIC_SIGMAS = 4.0       # static: residual below this × the clip's noise level
 MIN_NOISE_PX = 0.25       # the noise level never drops below this (sub-pixel trackers on a still scene)
 CONFIDENT_FRAMES = 10     # a track seen in this many frames is judged by geometry alone
 MIN_AGREEMENT_TRACKS = 10  # sure moving and sure static tracks, each, needed to judge the network's γ
+STATIC_SPREAD = 12.0      # static: residual also below this × the 25th percentile of the clip's residuals
+NEIGHBOUR_RADIUS = 0.15   # of the image diagonal: tracks this near (median over shared frames) are neighbours
+MIN_SHARED_FRAMES = 5     # frames two tracks must share to be compared
+COHERENCE = 0.7           # a neighbour moves with a track when their departures differ by < this × their size
+COHERENT_NEIGHBOURS = 2   # moving: at least this many neighbours move with it
+STATIC, MOVING, UNRELIABLE = 0, 1, 2
+MOTION_STATES = ("static", "moving", "unreliable")
 
 
 @dataclass
@@ -44,13 +63,29 @@ class MotionLevels:
     static: np.ndarray
     confidence: np.ndarray
     network_trust: float = 0.0
+    threshold_px: float = 0.0
+    state: np.ndarray | None = None
+
+    def with_states(self, state: np.ndarray) -> "MotionLevels":
+        """These levels with the three-way decision ``state`` (P,) int8 (:func:`motion_states`)."""
+        return replace(self, state=np.asarray(state, np.int8))
+
+    @property
+    def moving(self) -> np.ndarray:
+        """(P,) bool: tracks in the moving state (every non-static track before :meth:`with_states`)."""
+        return ~self.static if self.state is None else self.state == MOVING
 
     def to_meta(self) -> dict:
-        return {"noise_px": self.noise_px, "static_tracks": int(self.static.sum()),
-                "static_sigmas": STATIC_SIGMAS, "residual_quantile": RESIDUAL_QUANTILE,
+        counts = {} if self.state is None else {
+            name: int((self.state == code).sum()) for code, name in enumerate(MOTION_STATES)}
+        return {"noise_px": self.noise_px, "static_tracks": int(self.static.sum()), "states": counts,
+                "static_threshold_px": self.threshold_px,
+                "static_sigmas": STATIC_SIGMAS, "static_spread": STATIC_SPREAD, "residual_quantile": RESIDUAL_QUANTILE,
                 "geometry_weight_mean": float(self.confidence.mean()), "network_trust": self.network_trust,
                 "gamma": "static-fit residual in normalised image units (px / focal), fused with the network's γ "
-                         "where a track is seen in few frames; static below static_sigmas × noise_px / focal"}
+                         "where a track is seen in few frames; static below static_threshold_px / focal (the larger of "
+                         "static_sigmas × noise_px and static_spread × the clip's 25th-percentile residual)",
+                "states": counts}
 
 
 def static_fit(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, rotation_only: bool
@@ -100,9 +135,12 @@ def motion_levels(errors: np.ndarray, visible: np.ndarray, focal_px: float,
     """γ of every track from its static-fit errors (:func:`static_fit`) (module docstring).
 
     errors (N, P) px · visible (N, P) bool · focal_px: the clip's focal · network_gamma (P,) or None ·
-    static_gamma: tracks with γ below this are static (None: ``STATIC_SIGMAS`` × the noise level / focal)."""
+    static_gamma: tracks with γ below this are static (None: the clip's threshold, module docstring, / focal)."""
     residual = track_residuals(errors, visible)
     noise = _noise_level(errors, residual)
+    finite_residuals = residual[np.isfinite(residual)]
+    spread = STATIC_SPREAD * float(np.percentile(finite_residuals, 25)) if finite_residuals.size else 0.0
+    threshold_px = max(STATIC_SIGMAS * noise, spread) if static_gamma is None else static_gamma * focal_px
     confidence = np.clip((visible.sum(0) - 1) / (CONFIDENT_FRAMES - 1), 0.0, 1.0)
     confidence[~np.isfinite(residual)] = 0.0
     finite = np.isfinite(residual)
@@ -111,14 +149,63 @@ def motion_levels(errors: np.ndarray, visible: np.ndarray, focal_px: float,
     gamma, trust = geometric, 0.0
     if network_gamma is not None:
         network_gamma = np.asarray(network_gamma, dtype=np.float64)
-        threshold = STATIC_SIGMAS * noise / focal_px if static_gamma is None else static_gamma
-        trust = _agreement(network_gamma, geometric >= threshold, confidence == 1.0)
+        trust = _agreement(network_gamma, geometric >= threshold_px / focal_px, confidence == 1.0)
         learned = _rank_matched(network_gamma, geometric)
         weight = 1 - (1 - confidence) * trust                       # geometry's weight; the network's is the rest
         gamma = np.exp(weight * np.log(geometric) + (1 - weight) * np.log(learned))
         confidence = weight
-    static = gamma < (STATIC_SIGMAS * noise / focal_px if static_gamma is None else static_gamma)
-    return MotionLevels(gamma, residual, noise, static, confidence, trust)
+    static = gamma < threshold_px / focal_px
+    return MotionLevels(gamma, residual, noise, static, confidence, trust, threshold_px)
+
+
+def motion_states(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, levels: MotionLevels,
+                  image_size: tuple[int, int]) -> np.ndarray:
+    """The three-way decision (module docstring): (P,) int8, ``STATIC`` / ``MOVING`` / ``UNRELIABLE``.
+
+    tracks (N, P, 2) px · visible (N, P) · cameras: the solved ones · levels: the static set · image_size (W, H).
+    A track's *departure* in a frame is where it is minus where its mean viewing direction projects under the
+    cameras' rotations (defined for every track, moving or not; a static point's parallax is part of it, and is
+    shared by its neighbours). A non-static track is moving when at least ``COHERENT_NEIGHBOURS`` non-static tracks
+    within ``NEIGHBOUR_RADIUS`` of the image diagonal depart as it does: the median over shared frames of the
+    difference of their departures is below ``COHERENCE`` × their typical departure."""
+    state = np.where(levels.static, STATIC, UNRELIABLE).astype(np.int8)
+    candidates = np.flatnonzero(~levels.static)
+    if candidates.size < 2:
+        return state
+    seen_tracks, seen_visible = tracks[:, candidates].astype(np.float64), visible[:, candidates]
+    directions = mean_directions(seen_tracks, seen_visible, cameras.world_to_camera, cameras.intrinsics)
+    departure = (seen_tracks - _projected(directions, cameras, True)).astype(np.float32)
+    seen = visible[:, candidates] & np.isfinite(departure).all(-1)
+    departure = np.where(seen[..., None], departure, np.nan)
+    position = np.where(seen[..., None], tracks[:, candidates], np.nan).astype(np.float32)
+    radius = NEIGHBOUR_RADIUS * float(np.hypot(*image_size))
+    coherent = np.zeros(candidates.size, int)
+    for rows in np.array_split(np.arange(candidates.size), max(1, candidates.size // 64)):  # bounded memory
+        shared = seen[:, rows, None] & seen[:, None, :]                                   # (N, r, M)
+        enough = shared.sum(0) >= MIN_SHARED_FRAMES
+        own = np.linalg.norm(departure[:, rows], axis=-1)[:, :, None]                      # (N, r, 1)
+        other = np.linalg.norm(departure, axis=-1)[:, None, :]                            # (N, 1, M)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)                            # all-NaN pairs
+            distance = np.nanmedian(np.linalg.norm(position[:, rows, None] - position[:, None, :], axis=-1), 0)
+            gap = np.nanmedian(np.linalg.norm(departure[:, rows, None] - departure[:, None, :], axis=-1), 0)
+            size = 0.5 * (np.nanmedian(np.where(shared, own, np.nan), 0) + np.nanmedian(np.where(shared, other, np.nan), 0))
+        pairs = enough & (distance < radius) & (gap < COHERENCE * size)
+        pairs[np.arange(len(rows)), rows] = False
+        coherent[rows] = pairs.sum(1)
+    state[candidates[coherent >= COHERENT_NEIGHBOURS]] = MOVING
+    return state
+
+
+def _projected(placed: np.ndarray, cameras: Cameras, rotation_only: bool) -> np.ndarray:
+    """(N, P, 2) pixels of static points (P, 3) — directions when ``rotation_only`` — in every camera (NaN behind)."""
+    if rotation_only:
+        cam = np.einsum("nij,pj->npi", cameras.world_to_camera[:, :3, :3], placed)
+    else:
+        cam = transform_points(cameras.world_to_camera, placed)
+    pix = np.einsum("nij,npj->npi", cameras.intrinsics, cam)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cam[..., 2:] > 1e-6, pix[..., :2] / pix[..., 2:], np.nan)
 
 
 def _agreement(network_gamma: np.ndarray, moving: np.ndarray, sure: np.ndarray) -> float:

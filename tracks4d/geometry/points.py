@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..contracts import Cameras, Reconstruction
-from .motion import STATIC_SIGMAS, MotionLevels
+from .motion import STATIC_SIGMAS, UNRELIABLE, MotionLevels
 from .transforms import invert_rigid, transform_points
 from .triangulation import bearings
 
@@ -91,7 +91,7 @@ def place_points(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, moti
     depth of every entry from the geometry-conditioned network (on the rays through the tracks), used instead of the
     first network's points where given."""
     if rotation_only:
-        observed = np.zeros(len(fitted), bool)
+        placeable = observed = np.zeros(len(fitted), bool)
         at_rest = np.zeros(errors.shape, bool)
     else:
         z = transform_points(cameras.world_to_camera, np.nan_to_num(fitted))[..., 2]
@@ -107,7 +107,9 @@ def place_points(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, moti
     points = moving_points(tracks, visible, cameras, proposal_camera, scale, np.nan_to_num(fitted), at_rest)
     static_points = np.nanmedian(np.where(visible[..., None], points, np.nan), axis=0)
     static_points = np.where(np.isfinite(static_points), static_points, points[0])
-    static_points[observed] = fitted[observed]
-    points[:, motion.static] = static_points[motion.static]
+    frozen = motion.static | (motion.state == UNRELIABLE if motion.state is not None else False)
+    held = frozen & placeable                                    # static, and unreliable, at their static fit
+    static_points[held] = fitted[held]
+    points[:, frozen] = static_points[frozen]
     depth = transform_points(cameras.world_to_camera, points)[..., 2]
     return PlacedPoints(points, static_points, depth, observed, scale)

@@ -23,9 +23,14 @@ __all__ = ["write_ply", "write_cameras_json", "write_summary_png", "write_trajec
            "motion_colours"]
 
 
+UNRELIABLE_GREY = (150, 150, 150)
+
+
 def motion_colours(rec: Reconstruction) -> np.ndarray:
-    """(P, 3) uint8 RGB per track from its motion level."""
-    return track_colours(rec.n_points, np.log(rec.motion_level))
+    """(P, 3) uint8 RGB per track from its motion level; unreliable tracks grey."""
+    colours = track_colours(rec.n_points, np.log(rec.motion_level))
+    colours[~rec.shown] = UNRELIABLE_GREY
+    return colours
 
 
 def write_ply(path: str | Path, points: np.ndarray, colours: np.ndarray) -> Path:
@@ -105,7 +110,7 @@ def write_summary_png(path: str | Path, rec: Reconstruction, frames: np.ndarray 
         img = draw_tracks(_frame_or_canvas(rec, frames, t)[None], frame_tracks[t : t + 1], rec.visible[t : t + 1],
                           colours, trail=0)[0]
         ax.imshow(img)
-        ax.set_title(f"frame {t}: tracks by γ (purple static, red moving)", fontsize=10)
+        ax.set_title(f"frame {t}: tracks by γ (purple static, red moving, grey unreliable)", fontsize=10)
         ax.axis("off")
     return _save_figure(fig, path)
 
@@ -116,13 +121,14 @@ def write_trajectories_png(path: str | Path, rec: Reconstruction, frames: np.nda
     from first to last frame) seen from above and from the side, in the first camera's frame (x right, y down,
     z forward), over the static points (grey) and the camera path; and the middle frame with the same tracks."""
     frame_tracks = rec.tracks if frame_tracks is None else frame_tracks
-    moving = np.flatnonzero(~np.asarray(rec.meta.get("static_mask", rec.motion_level < np.median(rec.motion_level)),
-                                        bool))
+    state = rec.motion_state if rec.motion_state is not None else \
+        np.where(rec.motion_level < np.median(rec.motion_level), 0, 1)
+    moving = np.flatnonzero(state == 1)                  # unreliable tracks are left out
     rng = np.random.default_rng(0)
     shown = np.sort(rng.choice(moving, min(max_tracks, moving.size), replace=False)) if moving.size else moving
     w2c0 = rec.world_to_camera[0]
     to_first = lambda x: x @ w2c0[:3, :3].T + w2c0[:3, 3]  # noqa: E731
-    static = to_first(rec.static_points[np.asarray(rec.meta.get("static_mask", np.ones(rec.n_points, bool)), bool)])
+    static = to_first(rec.static_points[state == 0])
     centres = to_first(rec.camera_to_world[:, :3, 3])
     colours = plt.cm.tab20(np.arange(len(shown)) % 20)
     fig = plt.figure(figsize=(15, 5))

@@ -1,0 +1,31 @@
+"""Trajectories that could happen: a moving point's jump along its ray that its neighbours do not share."""
+
+import numpy as np
+
+from tracks4d.contracts import Cameras
+from tracks4d.geometry.plausible import flying_entries, plausible_trajectories
+
+
+def test_a_jump_along_the_ray_is_replaced_by_the_objects_motion():
+    rng = np.random.default_rng(0)
+    n, p = 20, 12
+    k = np.array([[400.0, 0, 200], [0, 400.0, 150], [0, 0, 1]])
+    cameras = Cameras(np.broadcast_to(np.eye(4), (n, 4, 4)).copy(), np.broadcast_to(k, (n, 3, 3)).copy())
+    start = np.column_stack([rng.uniform(-0.5, 0.5, p), rng.uniform(-0.5, 0.5, p), rng.uniform(4.9, 5.1, p)])
+    truth = start[None] + np.array([0.01, 0, 0]) * np.arange(n)[:, None, None]     # an object sliding slowly
+    pixels = truth[..., :2] / truth[..., 2:] * 400 + np.array([200, 150])
+    points = truth.copy()
+    points[8:, 3] *= 1.6                                    # track 3 jumps 3 units back along its ray at frame 8
+    points[12, 5] *= 0.5                                    # track 5 flies towards the camera for one frame
+    visible = np.ones((n, p), bool)
+    moving = np.ones(p, bool)
+    before = flying_entries(points, pixels, visible, moving, 5.0)
+    assert before[8, 3] and before[12, 5] and before.sum() <= 3
+    fixed, replaced = plausible_trajectories(points, pixels, visible, moving, cameras, 5.0)
+    assert not flying_entries(fixed, pixels, visible, moving, 5.0).any()
+    assert replaced[8, 3] and replaced[12, 5]
+    np.testing.assert_allclose(fixed[:, 5], truth[:, 5], atol=0.02)                 # back on its path
+    assert np.abs(fixed[:, 3] - truth[:, 3]).max() < 0.05                             # follows the object
+    reproj = fixed[..., :2] / fixed[..., 2:] * 400 + np.array([200, 150])
+    np.testing.assert_allclose(reproj, pixels, atol=1e-6)                           # still on their rays
+    np.testing.assert_array_equal(fixed[:, ~replaced.any(0)], points[:, ~replaced.any(0)])
