@@ -412,6 +412,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
         "static_mask": motion.static.tolist(),
         "motion_states": motion.to_meta()["states"],
         "image_size": None if tracks.image_size is None else [int(v) for v in tracks.image_size],
+        "video": None if clip is None else clip.to_meta(),
         "timings": timings, "checkpoint": str(checkpoint), "checkpoint_step": int(payload.get("step", 0)),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
         "backend": backend if network is None else type(model).__name__, "precision": precision,
