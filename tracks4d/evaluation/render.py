@@ -12,12 +12,18 @@ follows the same rays: a query pixel is back-projected onto the surface it shows
 body's coordinates into every frame and projected; it is occluded where another face is nearer along its ray, where its
 own face is turned away, outside the image or behind the camera.
 
+Options (:func:`render_scene`): other camera paths (orbit, walk, pan, a fast shaky handheld, a fixed camera), a
+large "animal" walking close in front of the camera, and motion blur (each frame the mean of renders over part of
+the frame interval). Poses are functions of continuous time, so blur samples the same paths; everything these
+options add draws from a second random stream, so the default clip of a seed is unchanged.
+
 World frame: z up, ground z = 0, the camera stands near y = −5 looking towards +y; units are arbitrary.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -25,7 +31,7 @@ import numpy as np
 from ..geometry.transforms import invert_rigid, pose_matrix
 
 __all__ = ["Face", "RenderedScene", "render_scene", "ground_truth_tracks", "ground_truth_reconstruction",
-           "query_bodies"]
+           "query_bodies", "CAMERA_KINDS"]
 
 NEAR = 0.05                 # camera z below which nothing is drawn or visible
 _DEPTH_TOLERANCE = 1e-6     # relative: a point is visible where its ray's nearest hit lies at its own depth
@@ -146,20 +152,32 @@ def _room(rng) -> list[Face]:
     ]
 
 
+def _wiggle(rng, amplitude: float, cycles: tuple[float, float], dims: int = 3) -> Callable[[np.ndarray], np.ndarray]:
+    """Sum of two random sinusoids per dimension, as a function of continuous time: τ (N,) → (N, dims), each within
+    ±amplitude (``cycles``: the range of whole periods over τ ∈ [0, 1]). The draws happen here, once."""
+    params = [(rng.uniform(*cycles, dims), rng.uniform(0, 2 * np.pi, dims)) for _ in range(2)]
+
+    def at(tau: np.ndarray) -> np.ndarray:
+        tau = np.asarray(tau, np.float64)
+        out = np.zeros((len(tau), dims))
+        for freq, phase in params:
+            out += 0.5 * amplitude * np.sin(2 * np.pi * freq * tau[:, None] + phase)
+        return out
+    return at
+
+
 def _smooth_wiggle(rng, tau: np.ndarray, amplitude: float, cycles: tuple[float, float], dims: int = 3) -> np.ndarray:
     """Sum of two random sinusoids per dimension: (N,) τ ∈ [0, 1] → (N, dims), each within ±amplitude."""
-    out = np.zeros((len(tau), dims))
-    for _ in range(2):
-        freq = rng.uniform(*cycles, dims)
-        phase = rng.uniform(0, 2 * np.pi, dims)
-        out += 0.5 * amplitude * np.sin(2 * np.pi * freq * tau[:, None] + phase)
-    return out
+    return _wiggle(rng, amplitude, cycles, dims)(tau)
 
 
-def _movers(rng, tau: np.ndarray) -> tuple[list[Face], np.ndarray]:
+PoseFunction = Callable[[np.ndarray], np.ndarray]
+
+
+def _movers(rng) -> tuple[list[Face], PoseFunction]:
     """A box sliding and turning on the ground (body 1) and a spinning card flying nearer the camera (body 2).
 
-    Returns their faces and body_to_world (N, 2, 4, 4)."""
+    Returns their faces and body_to_world as a function of time: τ (M,) → (M, 2, 4, 4)."""
     half = np.array([rng.uniform(0.6, 0.9), rng.uniform(0.4, 0.6), rng.uniform(0.4, 0.6)])
     faces = _box(rng, 1, (0, 0, 0), half, 192)
     side = rng.choice([-1.0, 1.0])
@@ -167,33 +185,127 @@ def _movers(rng, tau: np.ndarray) -> tuple[list[Face], np.ndarray]:
     end[1] = start[1] + rng.uniform(-0.8, 0.8)
     turn = rng.uniform(0.6, 1.6) * rng.choice([-1.0, 1.0])
     yaw0 = rng.uniform(0, np.pi)
-    box = [pose_matrix(_rotation((0, 0, 1), yaw0 + turn * s), start + (end - start) * s) for s in tau]
 
     card_w, card_h = rng.uniform(1.0, 1.5), rng.uniform(0.8, 1.1)
     faces.append(_rectangle(rng, 2, (-card_w / 2, 0, card_h / 2), (1, 0, 0), (0, 0, -1), card_w, card_h, 192,
                             False))
-    start = np.array([2.0 * side, rng.uniform(-2.5, -1.5), rng.uniform(1.0, 1.5)])
-    end = np.array([-2.0 * side, start[1] + rng.uniform(-0.5, 0.5), rng.uniform(0.9, 1.6)])
+    card_start = np.array([2.0 * side, rng.uniform(-2.5, -1.5), rng.uniform(1.0, 1.5)])
+    card_end = np.array([-2.0 * side, card_start[1] + rng.uniform(-0.5, 0.5), rng.uniform(0.9, 1.6)])
     spin, tilt = rng.uniform(0.8, 1.5) * rng.choice([-1.0, 1.0]), rng.uniform(-0.4, 0.4)
-    bob = _smooth_wiggle(rng, tau, 0.3, (0.5, 1.5))
-    card = [pose_matrix(_rotation((0, 0, 1), spin * s) @ _rotation((1, 0, 0), tilt * np.sin(np.pi * s)),
-                        start + (end - start) * s + bob[i]) for i, s in enumerate(tau)]
-    return faces, np.stack([np.stack(box), np.stack(card)], 1)
+    bob_at = _wiggle(rng, 0.3, (0.5, 1.5))
+
+    def poses(tau: np.ndarray) -> np.ndarray:
+        box = [pose_matrix(_rotation((0, 0, 1), yaw0 + turn * s), start + (end - start) * s) for s in tau]
+        bob = bob_at(tau)
+        card = [pose_matrix(_rotation((0, 0, 1), spin * s) @ _rotation((1, 0, 0), tilt * np.sin(np.pi * s)),
+                            card_start + (card_end - card_start) * s + bob[i]) for i, s in enumerate(tau)]
+        return np.stack([np.stack(box), np.stack(card)], 1)
+    return faces, poses
 
 
-def _camera(rng, tau: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Pinhole K (3, 3) with a 55–70° horizontal field of view and a handheld camera_to_world path (N, 4, 4): a
-    sideways sweep with a slight dolly, slow sway and faster shake, looking at the middle of the scene."""
+# A camera path is three functions of τ: eye (M, 3), target (M, 3) it looks at, roll (M,) radians about the view axis.
+CameraPath = tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray],
+                   Callable[[np.ndarray], np.ndarray]]
+CAMERA_KINDS = ("handheld", "orbit", "walk", "pan", "fast", "fixed")
+SCENE_CENTRE = np.array([0.0, 0.5, 0.8])
+
+
+def _intrinsics(rng, size: tuple[int, int]) -> np.ndarray:
+    """Pinhole K (3, 3) with a 55–70° horizontal field of view and a principal point within 3 px of the centre."""
     width, height = size
     focal = (width / 2) / np.tan(np.radians(rng.uniform(55, 70)) / 2)
-    k = np.array([[focal, 0, (width - 1) / 2 + rng.uniform(-3, 3)], [0, focal, (height - 1) / 2 + rng.uniform(-3, 3)],
-                  [0, 0, 1]])
-    sweep = np.array([rng.uniform(1.0, 2.5) * rng.choice([-1.0, 1.0]), rng.uniform(-1.0, 1.0), rng.uniform(-0.3, 0.3)])
+    return np.array([[focal, 0, (width - 1) / 2 + rng.uniform(-3, 3)],
+                     [0, focal, (height - 1) / 2 + rng.uniform(-3, 3)], [0, 0, 1]])
+
+
+def _handheld(rng, speed: float = 1.0, shake: float = 1.0) -> CameraPath:
+    """A sideways sweep with a slight dolly, slow sway and faster shake, looking at the middle of the scene; ``speed``
+    scales the sweep and the sway's rate, ``shake`` the shake's and roll's amplitude and rate (1, 1: the default)."""
+    sweep = np.array([rng.uniform(1.0, 2.5) * rng.choice([-1.0, 1.0]), rng.uniform(-1.0, 1.0),
+                      rng.uniform(-0.3, 0.3)]) * speed
     eye0 = np.array([rng.uniform(-1, 1), rng.uniform(-5.5, -4.5), rng.uniform(1.6, 2.4)])
-    eyes = eye0 + (tau[:, None] - 0.5) * sweep + _smooth_wiggle(rng, tau, 0.15, (0.3, 1.0)) \
-        + _smooth_wiggle(rng, tau, 0.02, (3.0, 6.0))
-    targets = np.array([0.0, 0.5, 0.8]) + _smooth_wiggle(rng, tau, 0.3, (0.3, 1.0))
-    roll = np.radians(_smooth_wiggle(rng, tau, 3.0, (0.3, 1.5), 1)[:, 0])
+    sway = _wiggle(rng, 0.15, (0.3 * speed, 1.0 * speed))
+    jitter = _wiggle(rng, 0.02 * shake, (3.0 * shake, 6.0 * shake))
+    look = _wiggle(rng, 0.3, (0.3 * speed, 1.0 * speed))
+    roll = _wiggle(rng, 3.0 * shake, (0.3 * shake, 1.5 * shake), 1)
+    return (lambda tau: eye0 + (np.asarray(tau)[:, None] - 0.5) * sweep + sway(tau) + jitter(tau),
+            lambda tau: SCENE_CENTRE + look(tau),
+            lambda tau: np.radians(roll(tau)[:, 0]))
+
+
+def _orbit(rng) -> CameraPath:
+    """An arc of 60–90° around a point near the middle of the scene, 5–6.5 units away and 1.8–2.6 high, looking at
+    it."""
+    centre = SCENE_CENTRE + np.array([rng.uniform(-0.5, 0.5), rng.uniform(-0.3, 0.5), 0.0])
+    radius, height = rng.uniform(5.0, 6.5), rng.uniform(1.8, 2.6)
+    arc = np.radians(rng.uniform(60, 90)) * rng.choice([-1.0, 1.0])
+    azimuth0 = -np.pi / 2 + rng.uniform(-0.3, 0.3)
+    breathe = _wiggle(rng, 0.15, (0.3, 1.0))
+    jitter = _wiggle(rng, 0.015, (3.0, 6.0))
+    look = _wiggle(rng, 0.2, (0.3, 1.0))
+    roll = _wiggle(rng, 2.0, (0.3, 1.5), 1)
+
+    def eye(tau):
+        tau = np.asarray(tau, np.float64)
+        phi = azimuth0 + arc * (tau - 0.5)
+        ring = np.stack([centre[0] + radius * np.cos(phi), centre[1] + radius * np.sin(phi),
+                         np.full_like(tau, height)], 1)
+        return ring + breathe(tau) + jitter(tau)
+    return eye, lambda tau: centre + look(tau), lambda tau: np.radians(roll(tau)[:, 0])
+
+
+def _walk(rng) -> CameraPath:
+    """Walking forward (+y, ±15°) 1.8–2.6 units with a sideways drift, eyes 1.7 high, a step bob and sway, looking
+    ahead and a little down."""
+    start = np.array([rng.uniform(-1.5, 1.5), rng.uniform(-7.0, -6.0), 1.7])
+    heading = np.radians(rng.uniform(-15, 15))
+    forward = np.array([np.sin(heading), np.cos(heading), 0.0])
+    right = np.array([forward[1], -forward[0], 0.0])
+    distance, drift = rng.uniform(1.8, 2.6), rng.uniform(-0.6, 0.6)
+    steps, phase = rng.uniform(2.5, 3.5), rng.uniform(0, 2 * np.pi)
+    jitter = _wiggle(rng, 0.01, (3.0, 6.0))
+    look = _wiggle(rng, 0.35, (0.3, 1.0))
+    roll = _wiggle(rng, 1.5, (0.5, 2.0), 1)
+
+    def eye(tau):
+        tau = np.asarray(tau, np.float64)[:, None]
+        bob = 0.03 * np.cos(2 * np.pi * steps * tau + phase) * np.array([0.0, 0.0, 1.0])
+        sway = 0.025 * np.sin(np.pi * steps * tau + phase) * right
+        return start + tau * (distance * forward + drift * right) + bob + sway + jitter(tau[:, 0])
+    return (eye, lambda tau: eye(tau) + 6.0 * forward + np.array([0.0, 0.0, -0.7]) + look(tau),
+            lambda tau: np.radians(roll(tau)[:, 0]))
+
+
+def _pan(rng) -> CameraPath:
+    """A camera that mostly turns: a 30–50° pan across the scene with a little tilt, its centre moving < 0.02."""
+    eye0 = np.array([rng.uniform(-1, 1), rng.uniform(-5.5, -4.5), rng.uniform(1.5, 2.2)])
+    towards = SCENE_CENTRE - eye0
+    yaw_mid = np.arctan2(towards[0], towards[1]) + rng.uniform(-0.1, 0.1)
+    span = np.radians(rng.uniform(30, 50)) * rng.choice([-1.0, 1.0])
+    pitch0 = np.arctan2(towards[2], np.linalg.norm(towards[:2]))
+    jitter = _wiggle(rng, 0.01, (1.0, 3.0))
+    wobble = _wiggle(rng, np.radians(3.0), (0.3, 1.0), 2)
+    roll = _wiggle(rng, 1.0, (0.3, 1.5), 1)
+
+    def target(tau):
+        tau = np.asarray(tau, np.float64)
+        angles = wobble(tau)
+        yaw, pitch = yaw_mid + span * (tau - 0.5) + angles[:, 0], pitch0 + angles[:, 1]
+        view = np.stack([np.sin(yaw) * np.cos(pitch), np.cos(yaw) * np.cos(pitch), np.sin(pitch)], 1)
+        return eye0 + 5.0 * view
+    return lambda tau: eye0 + jitter(tau), target, lambda tau: np.radians(roll(tau)[:, 0])
+
+
+def _fixed(rng) -> CameraPath:
+    """A camera that does not move at all (a tripod)."""
+    eye0 = np.array([rng.uniform(-1, 1), rng.uniform(-5.5, -4.5), rng.uniform(1.6, 2.2)])
+    target0 = SCENE_CENTRE + rng.uniform(-0.3, 0.3, 3)
+    return (lambda tau: np.broadcast_to(eye0, (len(tau), 3)), lambda tau: np.broadcast_to(target0, (len(tau), 3)),
+            lambda tau: np.zeros(len(tau)))
+
+
+def _look_at(eyes: np.ndarray, targets: np.ndarray, roll: np.ndarray) -> np.ndarray:
+    """camera_to_world (M, 4, 4) of cameras at eyes (M, 3) looking at targets (M, 3), z up, rolled by roll (M,)."""
     poses = []
     for eye, target, angle in zip(eyes, targets, roll):
         forward = (target - eye) / np.linalg.norm(target - eye)
@@ -202,7 +314,66 @@ def _camera(rng, tau: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np
         down = np.cross(forward, right)
         rot = _rotation(forward, angle) @ np.stack([right, down, forward], 1)
         poses.append(pose_matrix(rot, eye))
-    return k, np.stack(poses)
+    return np.stack(poses)
+
+
+def _animal(rng, body: int, eye_at: Callable[[np.ndarray], np.ndarray]) -> tuple[list[Face], PoseFunction, Callable]:
+    """A large "animal" (body, head and four legs, rigid, x forward, standing on the ground) that walks and turns
+    in front of the camera path ``eye_at`` (its middle 1.7–2.1 units from the eye), side-on to it, drifting across its
+    view.
+
+    Returns its faces (body ``body``), its body_to_world as a function of τ (M,) → (M, 4, 4), and the point the
+    camera should look at, τ (M,) → (M, 3) (the middle of its body)."""
+    hx, hy, hz = rng.uniform(0.8, 0.95), rng.uniform(0.3, 0.38), rng.uniform(0.28, 0.34)
+    leg = rng.uniform(0.45, 0.55)
+    # coarse texture (as coarse as the ground's): seen from 2 units a denser one would out-texture the background
+    faces = _box(rng, body, (0.0, 0.0, leg + hz), np.array([hx, hy, hz]), 72)
+    head = np.array([0.2, 0.16, 0.17])
+    faces += _box(rng, body, (hx + 0.1, 0.0, leg + 2 * hz + 0.05), head, 96)
+    for sx in (-1.0, 1.0):
+        for sy in (-1.0, 1.0):
+            faces += _box(rng, body, (sx * (hx - 0.15), sy * (hy - 0.08), leg / 2), np.array([0.07, 0.07, leg / 2]),
+                          96)
+    distance = rng.uniform(1.8, 2.0)          # from the eye to the middle of the body
+    near_far = _wiggle(rng, 0.12, (0.3, 0.8), 1)
+    drift = rng.uniform(0.4, 0.9) * rng.choice([-1.0, 1.0])
+    meander = _wiggle(rng, 0.3, (0.3, 0.8), 1)
+    turn = rng.uniform(0.5, 1.2) * rng.choice([-1.0, 1.0])
+    sway = _wiggle(rng, 0.2, (0.5, 1.5), 1)
+    steps, phase = rng.uniform(2.0, 4.0), rng.uniform(0, 2 * np.pi)
+    look = _wiggle(rng, 0.08, (0.3, 1.0))
+
+    def ground(tau):
+        """Position on the ground (M, 3) and yaw (M,) of the animal at τ."""
+        tau = np.asarray(tau, np.float64)
+        eyes = eye_at(tau)
+        towards = SCENE_CENTRE[:2] - eyes[:, :2]
+        towards /= np.linalg.norm(towards, axis=1, keepdims=True)
+        across = np.stack([towards[:, 1], -towards[:, 0]], 1)
+        offset = drift * (tau - 0.5) + meander(tau)[:, 0]
+        drop = eyes[:, 2] - (leg + hz)
+        reach = np.sqrt(np.maximum((distance + near_far(tau)[:, 0]) ** 2 - drop ** 2, 0.5))
+        xy = eyes[:, :2] + reach[:, None] * towards + offset[:, None] * across
+        yaw = np.arctan2(across[:, 1], across[:, 0]) + (np.pi if drift < 0 else 0.0) + turn * (tau - 0.5) \
+            + sway(tau)[:, 0]
+        z = 0.015 * (1 + np.sin(2 * np.pi * steps * tau + phase))
+        return np.column_stack([xy, z]), yaw
+
+    def poses(tau):
+        position, yaw = ground(tau)
+        return np.stack([pose_matrix(_rotation((0, 0, 1), a), p) for a, p in zip(yaw, position)])
+
+    def target(tau):
+        return ground(tau)[0] + np.array([0.0, 0.0, leg + hz]) + look(tau)
+    return faces, poses, target
+
+
+def _frame_times(n_frames: int, subframes: int, shutter: float) -> np.ndarray:
+    """(N, S) sample times: frame t's S subframes spread evenly over ``shutter`` × the frame interval around
+    τ_t = t / (N − 1)."""
+    tau = np.linspace(0.0, 1.0, n_frames)
+    offsets = ((np.arange(subframes) + 0.5) / subframes - 0.5) * shutter / (n_frames - 1)
+    return tau[:, None] + offsets[None]
 
 
 # ---------------------------------------------------------------------------------------------------- ray casting
@@ -302,24 +473,71 @@ def _pixel_rays(k: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------- public API
-def render_scene(seed: int, n_frames: int = 50, size: tuple[int, int] = (640, 480),
-                 noise_std: float = 0.0) -> RenderedScene:
+def _camera_path(kind: str, rng, extra) -> CameraPath:
+    """The camera path of ``kind`` (:data:`CAMERA_KINDS`); "handheld" draws from the scene's rng as it always did,
+    every other kind from ``extra`` (the scene's rng has drawn the handheld path already)."""
+    handheld = _handheld(rng)
+    if kind == "handheld":
+        return handheld
+    if kind == "fast":
+        return _handheld(extra, speed=3.5, shake=3.0)
+    return {"orbit": _orbit, "walk": _walk, "pan": _pan, "fixed": _fixed}[kind](extra)
+
+
+def render_scene(seed: int, n_frames: int = 50, size: tuple[int, int] = (640, 480), noise_std: float = 0.0, *,
+                 camera: str = "handheld", close_mover: bool = False, subframes: int = 1,
+                 shutter: float = 0.5) -> RenderedScene:
     """Build and render scene ``seed``: n_frames frames of size (W, H), with Gaussian image noise of ``noise_std``
-    grey levels (0 = clean). The same arguments give the same scene, bit for bit."""
+    grey levels (0 = clean). The same arguments give the same scene, bit for bit.
+
+    camera: the path, one of :data:`CAMERA_KINDS` — "handheld" (a sideways sweep with sway and shake), "orbit" (a
+    60–90° arc around the scene's middle, looking at it), "walk" (walking forward 1.7 high with a step bob), "pan"
+    (mostly turning), "fast" (handheld with a 3.5× faster sweep and 3× stronger shake, for motion blur) or "fixed"
+    (does not move). close_mover: add a large "animal" (body 3: body, head, legs) walking and turning 1–2 units in
+    front of the camera, which follows it with its gaze; it covers roughly half of the image. subframes, shutter:
+    motion blur — each frame is the mean of ``subframes`` renders spread over ``shutter`` × the frame interval around
+    the frame's time (cameras and bodies evaluated at those times); the ground truth (poses, depth, face_id) is the
+    frame's centre time. The room, static boxes, movers and intrinsics of a seed are the same whatever these options;
+    with their defaults the output is the original handheld clip, bit for bit.
+    """
     if n_frames < 2:
         raise ValueError(f"render_scene needs n_frames >= 2, got {n_frames}")
+    if camera not in CAMERA_KINDS:
+        raise ValueError(f"camera must be one of {CAMERA_KINDS}, got {camera!r}")
+    if subframes < 1 or not 0.0 <= shutter <= 1.0:
+        raise ValueError(f"need subframes >= 1 and shutter in [0, 1], got {subframes}, {shutter}")
     rng = np.random.default_rng(seed)
+    extra = np.random.default_rng([seed, 1])     # everything the original scene does not draw
     tau = np.linspace(0.0, 1.0, n_frames)
     faces = _room(rng)
     for _ in range(2):
         half = rng.uniform(0.3, 0.7, 3)
         centre = (rng.uniform(-4, 4), rng.uniform(1.5, 5), half[2])
         faces += _box(rng, 0, centre, half, 96)
-    mover_faces, mover_poses = _movers(rng, tau)
-    faces = tuple(faces + mover_faces)
-    body_to_world = np.concatenate([np.broadcast_to(np.eye(4), (n_frames, 1, 4, 4)), mover_poses], 1)
-    k, camera_to_world = _camera(rng, tau, size)
+    mover_faces, mover_poses = _movers(rng)
+    faces = faces + mover_faces
+    k = _intrinsics(rng, size)
+    eye, target, roll = _camera_path(camera, rng, extra)
+    bodies = [mover_poses]
+    if close_mover:
+        animal_faces, animal_poses, target = _animal(extra, 3, eye)
+        faces = faces + animal_faces
+        bodies.append(lambda t: animal_poses(t)[:, None])
+    faces = tuple(faces)
+
+    def body_poses(times: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.broadcast_to(np.eye(4), (len(times), 1, 4, 4))] + [f(times) for f in bodies], 1)
+
+    def camera_poses(times: np.ndarray) -> np.ndarray:
+        return _look_at(eye(times), target(times), roll(times))
+
+    body_to_world = body_poses(tau)
+    camera_to_world = camera_poses(tau)
     world_to_camera = invert_rigid(camera_to_world)
+    if subframes > 1:
+        times = _frame_times(n_frames, subframes, shutter).reshape(-1)
+        sub_bodies = body_poses(times).reshape(n_frames, subframes, -1, 4, 4)
+        sub_w2c = invert_rigid(camera_poses(times)).reshape(n_frames, subframes, 4, 4)
 
     width, height = size
     rays = _pixel_rays(k, np.stack(np.meshgrid(np.arange(width), np.arange(height)), -1).astype(np.float64))
@@ -327,11 +545,18 @@ def render_scene(seed: int, n_frames: int = 50, size: tuple[int, int] = (640, 48
     frames = np.empty((n_frames, height, width, 3), np.uint8)
     depth = np.empty((n_frames, height, width), np.float32)
     face_id = np.empty((n_frames, height, width), np.int16)
-    for t in range(n_frames):
-        world_normals = _faces_in_camera(faces, body_to_world[t], np.eye(4))[:, 3]
+
+    def render_at(poses: np.ndarray, w2c: np.ndarray):
+        world_normals = _faces_in_camera(faces, poses, np.eye(4))[:, 3]
         shading = _AMBIENT + (1 - _AMBIENT) * np.abs(world_normals @ _LIGHT)
-        geometry = _faces_in_camera(faces, body_to_world[t], world_to_camera[t])
-        image, depth[t], face_id[t] = _render_frame(faces, geometry, shading, k, rays)
+        return _render_frame(faces, _faces_in_camera(faces, poses, w2c), shading, k, rays)
+
+    for t in range(n_frames):
+        image, depth[t], face_id[t] = render_at(body_to_world[t], world_to_camera[t])
+        if subframes > 1:
+            # the middle of an odd number of subframes is the frame's own time: its render is already there
+            image = np.mean([image if 2 * j + 1 == subframes else render_at(sub_bodies[t, j], sub_w2c[t, j])[0]
+                             for j in range(subframes)], 0).astype(np.float32)
         if noise_std > 0:
             image += rng.normal(0.0, noise_std, image.shape).astype(np.float32)
         frames[t] = np.clip(np.round(image), 0, 255).astype(np.uint8)
