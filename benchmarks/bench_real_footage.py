@@ -27,7 +27,8 @@ surface point there (:func:`~tracks4d.evaluation.render.ground_truth_tracks`), i
 Columns (per clip and variant):
 
 - ``tracks``; ``lost``: share of tracks whose predicted-visible entries (query frame excluded) lie > 8 px from the
-  truth (or have no truth) in more than a quarter of them;
+  truth (or have no truth) in more than a quarter of them; ``unfl.``: share of tracks that are lost and not flagged
+  unreliable (what a user would take at face value);
 - ``cover``: share of truly visible entries the output calls visible (TAP-Vid strided scoring: 1 − ``missed`` of
   ``eval_tracker.scene_metrics``); ``δavg``, ``OA``: TAP-Vid position accuracy and occlusion accuracy;
 - ``unrel``: share of well-tracked (not lost) tracks in motion state 2 (unreliable); ``falsmv``: share of true-static,
@@ -270,7 +271,8 @@ def score(rec, truth: Truth, kind: str) -> dict:
     abs_rel = float("nan") if fixed else depth_metrics(rec.depth, truth.depth, depth_ok)["abs_rel"]
     fly_count, fly_share = flying(rec, state)
     return {
-        "tracks": int(p), "lost": float(lost.mean()), "coverage": 1.0 - tap["missed"],
+        "tracks": int(p), "lost": float(lost.mean()), "unflagged": float(np.mean(lost & (state != 2))),
+        "coverage": 1.0 - tap["missed"],
         "delta_avg": tap["delta_avg"], "occlusion_accuracy": tap["occlusion_accuracy"],
         "average_jaccard": tap["average_jaccard"], "median_px": tap["median_error"],
         "unreliable_ok": float(np.mean(state[good] == 2)) if good.any() else float("nan"),
@@ -285,7 +287,7 @@ def score(rec, truth: Truth, kind: str) -> dict:
     }
 
 
-HEADER = (f"{'clip':>15s} {'var':>5s} {'tracks':>6s} {'lost':>5s} {'cover':>5s} {'δavg':>5s} {'OA':>5s} "
+HEADER = (f"{'clip':>15s} {'var':>5s} {'tracks':>6s} {'lost':>5s} {'unfl.':>5s} {'cover':>5s} {'δavg':>5s} {'OA':>5s} "
           f"{'unrel':>5s} {'falsmv':>6s} {'AUCγ':>5s} {'ATE%':>6s} {'rot°':>6s} {'pct10':>5s} {'AbsRel':>6s} "
           f"{'fly':>10s} {'mov':>4s} {'s':>5s} {'states 0/1/2':>13s}")
 
@@ -294,13 +296,14 @@ def line(name: str, variant: str, r: dict) -> str:
     f = lambda v, w=5, d=3: f"{v:{w}.{d}f}" if v == v else f"{'–':>{w}s}"  # noqa: E731
     fly = f"{r['fly']:.0f}/{r['fly_share']:.3f}" if r["fly_share"] == r["fly_share"] else f"{r['fly']:.0f}/–"
     states = "/".join(f"{s:.0f}" for s in r["states"])
-    return (f"{name:>15s} {variant:>5s} {r['tracks']:6.0f} {f(r['lost'])} {f(r['coverage'])} {f(r['delta_avg'])} "
+    return (f"{name:>15s} {variant:>5s} {r['tracks']:6.0f} {f(r['lost'])} {f(r['unflagged'])} {f(r['coverage'])} "
+            f"{f(r['delta_avg'])} "
             f"{f(r['occlusion_accuracy'])} {f(r['unreliable_ok'])} {f(r['false_movers'], 6)} {f(r['auc'])} "
             f"{f(r['ate_pct'], 6, 2)} {f(r['rot_deg'], 6, 2)} {f(r['pct10_dyn'])} {f(r['abs_rel'], 6)} "
             f"{fly:>10s} {f(r['moving_true'], 4, 2)} {f(r['seconds'], 5, 1)} {states:>13s}")
 
 
-NUMERIC = ("tracks", "lost", "coverage", "delta_avg", "occlusion_accuracy", "average_jaccard", "median_px",
+NUMERIC = ("tracks", "lost", "unflagged", "coverage", "delta_avg", "occlusion_accuracy", "average_jaccard", "median_px",
            "unreliable_ok", "false_movers", "auc", "ate_pct", "ate", "path", "rot_deg", "pct10_dyn", "abs_rel", "fly",
            "fly_share", "moving_true", "seconds", "render_s", "focal_err")
 

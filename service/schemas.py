@@ -85,8 +85,9 @@ class JobAccepted(JobStatus):
 
 
 class ReconstructionSummary(BaseModel):
-    """Cameras (N×4×4 camera-to-world, N×3×3 pixel K), motion levels (P), per-frame points (N×P×3, null when
-    large: fetch ``result_url``), timings in seconds, the bundle adjustment report."""
+    """Cameras (N×4×4 camera-to-world, N×3×3 pixel K), motion levels (P), motion states (P: 0 static, 1 moving,
+    2 unreliable), per-frame points (N×P×3, null when large: fetch ``result_url``), timings in seconds, the bundle
+    adjustment report."""
 
     id: str
     n_frames: int
@@ -94,6 +95,8 @@ class ReconstructionSummary(BaseModel):
     camera_to_world: list[list[list[float]]]
     intrinsics: list[list[list[float]]]
     motion_level: list[float]
+    motion_state: list[int] | None = Field(None, description="per track: 0 static, 1 moving, 2 unreliable (fails "
+                                                             "the static fit alone: usually a lost track)")
     points: list[list[list[float]]] | None
     result_url: str
     timings: dict[str, float | None]

@@ -49,6 +49,7 @@ def summarize(rec, job_id: str, inline_points_max: int) -> dict:
         "camera_to_world": rec.camera_to_world.round(6).tolist(),
         "intrinsics": rec.intrinsics.round(4).tolist(),
         "motion_level": rec.motion_level.round(6).tolist(),
+        "motion_state": None if rec.motion_state is None else rec.motion_state.tolist(),
         "points": rec.points.round(5).tolist() if n * p <= inline_points_max else None,
         "result_url": f"/jobs/{job_id}/result",
         "timings": meta.get("timings", {}),

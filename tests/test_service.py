@@ -88,6 +88,7 @@ def test_small_json_request_answers_with_the_reconstruction(server, tmp_path):
     assert (summary["n_frames"], summary["n_points"]) == (n, p)
     assert np.asarray(summary["camera_to_world"]).shape == (n, 4, 4)
     assert np.asarray(summary["points"]).shape == (n, p, 3) and len(summary["motion_level"]) == p
+    assert len(summary["motion_state"]) == p and set(summary["motion_state"]) <= {0, 1, 2}
     assert summary["timings"]["network_s"] > 0 and summary["verdict"][0].startswith("cameras: ")
     assert summary["bundle_adjustment"] is not None or "rotation motion" in summary["verdict"][0]
     result = server.client.get(summary["result_url"])

@@ -249,7 +249,8 @@ def fit_scene(scene: GaussianScene, data: Working, config: RefineConfig, progres
     last_eval = time.perf_counter()
     bar = tqdm(total=config.steps, disable=not progress, desc="refine", unit="step")
     step = 0
-    while (config.steps is None or step < config.steps) and time.perf_counter() - start < budget:
+    # at least one step, however short the budget (a busy machine can spend a small one on the first evaluation)
+    while (config.steps is None or step < config.steps) and (step == 0 or time.perf_counter() - start < budget):
         t, t2 = int(rng.choice(train)), int(rng.choice(train))
         means_t2, _ = scene.at(t2)
         out = scene.render(t, tensors["K"][t], tensors["w2c"][t], w, h, extra=means_t2, backend=config.backend)

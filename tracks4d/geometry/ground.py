@@ -188,14 +188,14 @@ class GroundContact:
 
 
 def ground_contact(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, static_points: np.ndarray,
-                   static: np.ndarray, image_size: tuple[int, int], moving: np.ndarray | None = None
-                   ) -> GroundContact:
+                   static: np.ndarray, image_size: tuple[int, int]) -> GroundContact:
     """The stage: (tracks (N, P, 2), visible (N, P), solved cameras, static_points (P, 3) world with NaN where not
-    triangulated, static (P,) bool, image_size (W, H), moving (P,) bool: the tracks to group into objects, default
-    every non-static one) → depth of the moving tracks from their objects' ground contact, with a confidence
-    (module docstring)."""
+    triangulated, static (P,) bool, image_size (W, H)) → depth of the moving tracks from their objects' ground
+    contact, with a confidence (module docstring). Objects are grouped from every track outside the static set — as
+    the geometry-conditioned network was trained (grouping only the moving state's tracks, without the still ones
+    around an object's base, put a rendered orbit's movers at 0.3 % within 10 % instead of 22 %)."""
     plane = fit_ground(static_points[static], cameras)
-    labels = group_objects(tracks, visible, ~static if moving is None else moving, float(np.hypot(*image_size)))
+    labels = group_objects(tracks, visible, ~static, float(np.hypot(*image_size)))
     depth = contact_depth(tracks, visible, cameras, plane, labels, image_size)
     confidence = np.zeros(depth.shape)
     if plane is not None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..contracts import Cameras, Reconstruction
-from .motion import STATIC_SIGMAS, UNRELIABLE, MotionLevels
+from .motion import MOVING, STATIC_SIGMAS, MotionLevels
 from .transforms import invert_rigid, transform_points
 from .triangulation import bearings
 
@@ -107,7 +107,7 @@ def place_points(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, moti
     points = moving_points(tracks, visible, cameras, proposal_camera, scale, np.nan_to_num(fitted), at_rest)
     static_points = np.nanmedian(np.where(visible[..., None], points, np.nan), axis=0)
     static_points = np.where(np.isfinite(static_points), static_points, points[0])
-    frozen = motion.static | (motion.state == UNRELIABLE if motion.state is not None else False)
+    frozen = motion.static if motion.state is None else motion.state != MOVING
     held = frozen & placeable                                    # static, and unreliable, at their static fit
     static_points[held] = fitted[held]
     points[:, frozen] = static_points[frozen]
