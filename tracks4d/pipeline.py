@@ -270,17 +270,6 @@ def place_moving(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, stati
 
 
 REFINE_MAX_PX = 3.0   # a refined entry farther than this from its track keeps the proposal
-CAMERA_MIN_CONFIDENCE = 0.3  # entries the tracker trusts less than this (blur, a template that stops matching) are
-                             # left out of the camera solve
-
-
-def trusted_entries(tracks: TrackSet) -> np.ndarray:
-    """(N, P) bool: the visible entries the camera solve may use — those whose confidence is at least
-    ``CAMERA_MIN_CONFIDENCE``, unless that leaves a frame with under half its entries (then all of them)."""
-    trusted = tracks.visible & (tracks.entry_confidence() >= CAMERA_MIN_CONFIDENCE)
-    thin = trusted.sum(1) < 0.5 * tracks.visible.sum(1)
-    trusted[thin] = tracks.visible[thin]
-    return trusted
 
 
 def moving_network(path: str | Path, device: str | torch.device = "cpu"):
@@ -376,7 +365,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
         proposal, finetune_reports = propose(model, tracks, opts, precision, timings, progress)
     k = tracks.intrinsics_per_frame()
     with _timed(timings, "cameras"):
-        solution = solve_cameras(tracks.tracks, trusted_entries(tracks), Cameras(proposal.world_to_camera, k),
+        solution = solve_cameras(tracks.tracks, tracks.visible, Cameras(proposal.world_to_camera, k),
                                  proposal.motion_level, adjust=opts.bundle_adjust, refine_focal=not known,
                                  camera_init=opts.camera_init, static_gamma=opts.ba_gamma)
     progress(0.9, "cameras")

@@ -47,7 +47,9 @@ STATIC_SPREAD = 12.0      # static: residual also below this × the 25th percent
 NEIGHBOUR_RADIUS = 0.15   # of the image diagonal: tracks this near (median over shared frames) are neighbours
 MIN_SHARED_FRAMES = 5     # frames two tracks must share to be compared
 COHERENCE = 0.7           # a neighbour moves with a track when their departures differ by < this × their size
-COHERENT_NEIGHBOURS = 2   # moving: at least this many neighbours move with it
+COHERENT_NEIGHBOURS = 2   # moving: at least this many neighbours move with it …
+STILL_COHERENCE = 0.3     # … and fewer than STILL_LIKENESS of its still neighbours depart within this × their size
+STILL_LIKENESS = 0.3
 STATIC, MOVING, UNRELIABLE = 0, 1, 2
 MOTION_STATES = ("static", "moving", "unreliable")
 
@@ -176,37 +178,54 @@ def motion_states(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, lev
     image_size (W, H). Still tracks (the static set, and residual below ``levels.still_px``) are static.
     A track's *departure* in a frame is where it is minus where its mean viewing direction projects under the
     cameras' rotations (defined for every track, moving or not; a static point's parallax is part of it, and is
-    shared by its neighbours). A non-static track is moving when at least ``COHERENT_NEIGHBOURS`` non-static tracks
-    within ``NEIGHBOUR_RADIUS`` of the image diagonal depart as it does: the median over shared frames of the
-    difference of their departures is below ``COHERENCE`` × their typical departure."""
+    shared by its neighbours). Two tracks within ``NEIGHBOUR_RADIUS`` of the image diagonal depart alike when the
+    median over shared frames of the difference of their departures is below a fraction of their typical departure.
+    A track that is not still is moving when at least ``COHERENT_NEIGHBOURS`` other such tracks depart like it
+    (fraction ``COHERENCE``) and fewer than ``STILL_LIKENESS`` of its still neighbours do (fraction
+    ``STILL_COHERENCE``): a region whose tracks all miss the static fit by a little, as they do where the cameras
+    are a little off, moves like the static scene around it, not like an object."""
     still = levels.static | levels.still
     state = np.where(still, STATIC, UNRELIABLE).astype(np.int8)
     candidates = np.flatnonzero(~still)
     if candidates.size < 2:
         return state
-    seen_tracks, seen_visible = tracks[:, candidates].astype(np.float64), visible[:, candidates]
-    directions = mean_directions(seen_tracks, seen_visible, cameras.world_to_camera, cameras.intrinsics)
-    departure = (seen_tracks - _projected(directions, cameras, True)).astype(np.float32)
-    seen = visible[:, candidates] & np.isfinite(departure).all(-1)
+    directions = mean_directions(tracks.astype(np.float64), visible, cameras.world_to_camera, cameras.intrinsics)
+    departure = (tracks - _projected(directions, cameras, True)).astype(np.float32)
+    seen = visible & np.isfinite(departure).all(-1)
     departure = np.where(seen[..., None], departure, np.nan)
-    position = np.where(seen[..., None], tracks[:, candidates], np.nan).astype(np.float32)
+    position = np.where(seen[..., None], tracks, np.nan).astype(np.float32)
     radius = NEIGHBOUR_RADIUS * float(np.hypot(*image_size))
-    coherent = np.zeros(candidates.size, int)
-    for rows in np.array_split(np.arange(candidates.size), max(1, candidates.size // 64)):  # bounded memory
-        shared = seen[:, rows, None] & seen[:, None, :]                                   # (N, r, M)
-        enough = shared.sum(0) >= MIN_SHARED_FRAMES
-        own = np.linalg.norm(departure[:, rows], axis=-1)[:, :, None]                      # (N, r, 1)
-        other = np.linalg.norm(departure, axis=-1)[:, None, :]                            # (N, 1, M)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)                            # all-NaN pairs
-            distance = np.nanmedian(np.linalg.norm(position[:, rows, None] - position[:, None, :], axis=-1), 0)
-            gap = np.nanmedian(np.linalg.norm(departure[:, rows, None] - departure[:, None, :], axis=-1), 0)
-            size = 0.5 * (np.nanmedian(np.where(shared, own, np.nan), 0) + np.nanmedian(np.where(shared, other, np.nan), 0))
-        pairs = enough & (distance < radius) & (gap < COHERENCE * size)
-        pairs[np.arange(len(rows)), rows] = False
-        coherent[rows] = pairs.sum(1)
-    state[candidates[coherent >= COHERENT_NEIGHBOURS]] = MOVING
+    with_movers, _ = _alike(departure, position, seen, candidates, candidates, radius, COHERENCE)
+    with_still, near_still = _alike(departure, position, seen, candidates, np.flatnonzero(still), radius,
+                                    STILL_COHERENCE)
+    like_scene = with_still >= STILL_LIKENESS * np.maximum(near_still, 1)
+    state[candidates[(with_movers >= COHERENT_NEIGHBOURS) & ~(like_scene & (near_still > 0))]] = MOVING
     return state
+
+
+def _alike(departure: np.ndarray, position: np.ndarray, seen: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+           radius: float, coherence: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each track of ``rows``: how many tracks of ``cols`` (itself excluded) within ``radius`` px depart alike
+    (difference below ``coherence`` × their typical departure), and how many are within ``radius`` at all. →
+    ((R,), (R,)) int. departure, position (N, P, 2) NaN where unseen · seen (N, P)."""
+    alike, near = np.zeros(rows.size, int), np.zeros(rows.size, int)
+    if cols.size == 0:
+        return alike, near
+    size = np.linalg.norm(departure, axis=-1)                                            # (N, P)
+    for chunk in np.array_split(np.arange(rows.size), max(1, rows.size // 32)):          # bounded memory
+        r = rows[chunk]
+        shared = seen[:, r, None] & seen[:, None, cols]                                    # (N, r, C)
+        enough = shared.sum(0) >= MIN_SHARED_FRAMES
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)                                # all-NaN pairs
+            distance = np.nanmedian(np.linalg.norm(position[:, r, None] - position[:, None, cols], axis=-1), 0)
+            gap = np.nanmedian(np.linalg.norm(departure[:, r, None] - departure[:, None, cols], axis=-1), 0)
+            typical = 0.5 * (np.nanmedian(np.where(shared, size[:, r, None], np.nan), 0)
+                             + np.nanmedian(np.where(shared, size[:, None, cols], np.nan), 0))
+        close = enough & (distance < radius) & (r[:, None] != cols[None])
+        alike[chunk] = (close & (gap < coherence * typical)).sum(1)
+        near[chunk] = close.sum(1)
+    return alike, near
 
 
 def _projected(placed: np.ndarray, cameras: Cameras, rotation_only: bool) -> np.ndarray:
