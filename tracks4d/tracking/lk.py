@@ -10,8 +10,8 @@ Each entry carries a confidence in [0, 1] (:func:`entry_confidence`): how well t
 track's own template (normalised cross-correlation with the patch at its query), its forward–backward error and the
 texture under it (the structure tensor's smaller eigenvalue). A track whose patch stops matching its template for
 ``cut_frames`` steps in a row has jumped to something else: it is *cut* — it ends before those frames, and a new
-track starts there with a template of its own (one broken track would glue two surfaces together). Entries below
-``min_confidence`` are not visible. Tracks visible in too few frames are dropped
+track starts there with a template of its own (one broken track would glue two surfaces together). The confidence
+is kept beside the visibility (users and later stages weigh it); tracks visible in too few frames are dropped
 (:func:`tracks4d.contracts.min_visible_frames`).
 """
 
@@ -38,7 +38,7 @@ class TrackerConfig:
     max_error: max LK patch error (mean abs grey difference) · min_texture: minimum eigenvalue of the gradient
     covariance around a query (``cv2.cornerMinEigenVal``; flat queries are not seeded) · template: side (px) of
     the patch compared with the track's template · cut_ncc / cut_frames: a track whose template correlation stays
-    below cut_ncc for cut_frames steps is cut there · min_confidence: entries below it are not visible."""
+    below cut_ncc for cut_frames steps is cut there."""
 
     grid: int = 15
     query_every: int = 20
@@ -50,13 +50,12 @@ class TrackerConfig:
     template: int = 11
     cut_ncc: float = 0.4
     cut_frames: int = 2
-    min_confidence: float = 0.05
 
     def __post_init__(self) -> None:
         if self.grid < 1 or self.query_every < 1 or self.window < 3 or self.levels < 0:
             raise ValueError("TrackerConfig: grid >= 1, query_every >= 1, window >= 3 and levels >= 0 required")
-        if self.template < 3 or self.cut_frames < 1 or not 0 <= self.min_confidence < 1:
-            raise ValueError("TrackerConfig: template >= 3, cut_frames >= 1 and 0 <= min_confidence < 1 required")
+        if self.template < 3 or self.cut_frames < 1:
+            raise ValueError("TrackerConfig: template >= 3 and cut_frames >= 1 required")
 
 
 def query_frames(n_frames: int, every: int = 20) -> np.ndarray:
