@@ -89,3 +89,31 @@ def test_static_threshold_adapts_to_the_clips_spread():
     assert levels.still_px > 4 * levels.noise_px
     assert levels.still[~moving].mean() > 0.98 and not levels.still[moving].any()
     assert levels.static[~moving].mean() < levels.still[~moving].mean() and not levels.static[moving].any()
+
+
+def test_a_mover_that_fits_a_static_point_at_a_wrong_depth_is_moving():
+    """Points sliding with the camera at 0.7 × its speed fit a static point well — three times as far as they are,
+    beyond every static surface around them. A residual above the static set's but under the clip's adaptive
+    threshold says still; the depth of that static point says no."""
+    from dataclasses import replace
+
+    from tracks4d.geometry.motion import MOVING, STATIC, motion_states, static_fit
+
+    tracks, visible, cameras, kind = _camera_clip()
+    rng = np.random.default_rng(7)
+    n = tracks.shape[0]
+    slider = np.column_stack([rng.uniform(1.5, 2.5, 12), rng.uniform(-1.0, 0.0, 12), rng.uniform(6.8, 7.2, 12)])
+    world = slider[None] + np.array([0.028, 0, 0]) * np.arange(n)[:, None, None]    # camera moves 0.04 a frame
+    w2c = cameras.world_to_camera
+    cam = np.einsum("nij,npj->npi", w2c[:, :3, :3], world) + w2c[:, None, :3, 3]
+    pixels = cam[..., :2] / cam[..., 2:] * 500 + np.array([320, 240]) + rng.normal(0, 0.3, cam.shape[:2] + (2,))
+    tracks = np.concatenate([tracks, pixels], 1)
+    visible = np.ones(tracks.shape[:2], bool)
+    placed, errors = static_fit(tracks, visible, cameras, rotation_only=False)
+    levels = motion_levels(errors, visible, 500.0)
+    in_band = np.r_[np.zeros(220, bool), np.ones(12, bool)]            # as if their residual sat in the band
+    levels = replace(levels, static=levels.static & ~in_band, still_px=max(levels.still_px, 10.0))
+    blind = motion_states(tracks, visible, cameras, levels, (640, 480))
+    state = motion_states(tracks, visible, cameras, levels, (640, 480), placed)
+    assert (blind[-12:] == STATIC).all() and (state[-12:] == MOVING).mean() >= 0.9
+    assert not (state[:220][kind == 0] == MOVING).any()

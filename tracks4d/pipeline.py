@@ -374,7 +374,8 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
         focal = float(np.mean(solution.cameras.intrinsics[:, [0, 1], [0, 1]]))
         motion = motion_levels(errors, tracks.visible, focal, proposal.motion_level, opts.ba_gamma)
         motion = motion.with_states(motion_states(tracks.tracks, tracks.visible, solution.cameras, motion,
-                                                  image_size_of(tracks)))
+                                                  image_size_of(tracks),
+                                                  None if solution.rotation_only else fitted))
     with _timed(timings, "contact"):
         static_points = static_world(fitted, motion, solution.rotation_only)
         contact = ground_contact(tracks.tracks, tracks.visible, solution.cameras, static_points, motion.static,

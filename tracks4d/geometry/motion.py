@@ -50,6 +50,8 @@ COHERENCE = 0.7           # a neighbour moves with a track when their departures
 COHERENT_NEIGHBOURS = 2   # moving: at least this many neighbours move with it …
 STILL_COHERENCE = 0.2     # … and fewer than STILL_LIKENESS of its still neighbours depart within this × their size
 STILL_LIKENESS = 0.3
+DEPTH_MARGIN = 0.8        # a still track's static fit nearer than this × its static neighbours' nearest (or farther
+MIN_DEPTH_NEIGHBOURS = 3  # than their farthest ÷ this), with at least this many of them, is no static point
 STATIC, MOVING, UNRELIABLE = 0, 1, 2
 MOTION_STATES = ("static", "moving", "unreliable")
 
@@ -171,11 +173,14 @@ def motion_levels(errors: np.ndarray, visible: np.ndarray, focal_px: float,
 
 
 def motion_states(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, levels: MotionLevels,
-                  image_size: tuple[int, int]) -> np.ndarray:
+                  image_size: tuple[int, int], placed: np.ndarray | None = None) -> np.ndarray:
     """The three-way decision (module docstring): (P,) int8, ``STATIC`` / ``MOVING`` / ``UNRELIABLE``.
 
     tracks (N, P, 2) px · visible (N, P) · cameras: the solved ones · levels: residuals and thresholds ·
-    image_size (W, H). Still tracks (the static set, and residual below ``levels.still_px``) are static.
+    image_size (W, H) · placed (P, 3): the static fit (:func:`static_fit`; None without parallax). Still tracks (the
+    static set, and residual below ``levels.still_px``) are static — unless, outside the static set, their static
+    fit lies where no static point around them is (:func:`_implausible_depth`: a mover sliding along its epipolar
+    lines fits a static point, at a wrong depth).
     A track's *departure* in a frame is where it is minus where its mean viewing direction projects under the
     cameras' rotations (defined for every track, moving or not; a static point's parallax is part of it, and is
     shared by its neighbours). Two tracks within ``NEIGHBOUR_RADIUS`` of the image diagonal depart alike when the
@@ -185,6 +190,10 @@ def motion_states(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, lev
     ``STILL_COHERENCE``): a region whose tracks all miss the static fit by a little, as they do where the cameras
     are a little off, moves like the static scene around it, not like an object."""
     still = levels.static | levels.still
+    radius = NEIGHBOUR_RADIUS * float(np.hypot(*image_size))
+    band = np.flatnonzero(still & ~levels.static)
+    if placed is not None and band.size:
+        still[band[_implausible_depth(tracks, visible, cameras, placed, band, levels.static, radius)]] = False
     state = np.where(still, STATIC, UNRELIABLE).astype(np.int8)
     candidates = np.flatnonzero(~still)
     if candidates.size < 2:
@@ -194,13 +203,37 @@ def motion_states(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, lev
     seen = visible & np.isfinite(departure).all(-1)
     departure = np.where(seen[..., None], departure, np.nan)
     position = np.where(seen[..., None], tracks, np.nan).astype(np.float32)
-    radius = NEIGHBOUR_RADIUS * float(np.hypot(*image_size))
     with_movers, _ = _alike(departure, position, seen, candidates, candidates, radius, COHERENCE)
     with_still, near_still = _alike(departure, position, seen, candidates, np.flatnonzero(still), radius,
                                     STILL_COHERENCE)
     like_scene = with_still >= STILL_LIKENESS * np.maximum(near_still, 1)
     state[candidates[(with_movers >= COHERENT_NEIGHBOURS) & ~(like_scene & (near_still > 0))]] = MOVING
     return state
+
+
+def _implausible_depth(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, placed: np.ndarray,
+                       rows: np.ndarray, static: np.ndarray, radius: float) -> np.ndarray:
+    """(R,) bool: tracks ``rows`` whose static fit ``placed`` (P, 3) is behind a camera, or in the median frame
+    that sees them nearer than ``DEPTH_MARGIN`` × the nearest or farther than the farthest ÷ it of the ``static``
+    set's tracks within ``radius`` px in that frame (a static point lies among the surfaces around it)."""
+    z = transform_points(cameras.world_to_camera, np.nan_to_num(placed[rows]))[..., 2]          # (N, R)
+    reference = np.flatnonzero(static & np.isfinite(placed).all(1))
+    z_ref = transform_points(cameras.world_to_camera, placed[reference])[..., 2]                 # (N, S)
+    out = np.zeros(rows.size, bool)
+    for i, p in enumerate(rows):
+        frames = np.flatnonzero(visible[:, p])
+        if not np.isfinite(placed[p]).all() or (z[frames, i] <= 0).any():
+            out[i] = np.isfinite(placed[p]).all()
+            continue
+        near = visible[np.ix_(frames, reference)] & (
+            np.linalg.norm(tracks[frames][:, reference] - tracks[frames, p][:, None], axis=-1) < radius)
+        ratio = []
+        for f, k in zip(frames, near):
+            if k.sum() >= MIN_DEPTH_NEIGHBOURS:
+                lo, hi = z_ref[f, k].min(), z_ref[f, k].max()
+                ratio.append(min(z[f, i] / lo, 1.0) if z[f, i] < lo else max(z[f, i] / hi, 1.0))
+        out[i] = bool(ratio) and not DEPTH_MARGIN <= float(np.median(ratio)) <= 1.0 / DEPTH_MARGIN
+    return out
 
 
 def _alike(departure: np.ndarray, position: np.ndarray, seen: np.ndarray, rows: np.ndarray, cols: np.ndarray,
