@@ -240,25 +240,41 @@ def _alike(departure: np.ndarray, position: np.ndarray, seen: np.ndarray, rows: 
            radius: float, coherence: float) -> tuple[np.ndarray, np.ndarray]:
     """For each track of ``rows``: how many tracks of ``cols`` (itself excluded) within ``radius`` px depart alike
     (difference below ``coherence`` × their typical departure), and how many are within ``radius`` at all. →
-    ((R,), (R,)) int. departure, position (N, P, 2) NaN where unseen · seen (N, P)."""
+    ((R,), (R,)) int. departure, position (N, P, 2) NaN where unseen · seen (N, P). Rows are taken in spatially
+    compact chunks, each compared with the columns whose mean position is near it (cost ∝ neighbours, not P²)."""
     alike, near = np.zeros(rows.size, int), np.zeros(rows.size, int)
     if cols.size == 0:
         return alike, near
     size = np.linalg.norm(departure, axis=-1)                                            # (N, P)
-    for chunk in np.array_split(np.arange(rows.size), max(1, rows.size // 32)):          # bounded memory
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)                                    # unseen tracks
+        mean = np.nanmean(position, axis=0)                                                # (P, 2)
+    order = np.lexsort((mean[rows, 0], np.floor(mean[rows, 1] / radius)))                # rows of cells, then x
+    for chunk in np.array_split(order, max(1, rows.size // 32)):
         r = rows[chunk]
-        shared = seen[:, r, None] & seen[:, None, cols]                                    # (N, r, C)
+        lo, hi = np.nanmin(mean[r], 0) - 3 * radius, np.nanmax(mean[r], 0) + 3 * radius
+        c = cols[np.all((mean[cols] >= lo) & (mean[cols] <= hi), axis=1)]
+        if c.size == 0:
+            continue
+        shared = seen[:, r, None] & seen[:, None, c]                                       # (N, r, C)
         enough = shared.sum(0) >= MIN_SHARED_FRAMES
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)                                # all-NaN pairs
-            distance = np.nanmedian(np.linalg.norm(position[:, r, None] - position[:, None, cols], axis=-1), 0)
-            gap = np.nanmedian(np.linalg.norm(departure[:, r, None] - departure[:, None, cols], axis=-1), 0)
-            typical = 0.5 * (np.nanmedian(np.where(shared, size[:, r, None], np.nan), 0)
-                             + np.nanmedian(np.where(shared, size[:, None, cols], np.nan), 0))
-        close = enough & (distance < radius) & (r[:, None] != cols[None])
+        distance = _nan_median(np.linalg.norm(position[:, r, None] - position[:, None, c], axis=-1))
+        gap = _nan_median(np.linalg.norm(departure[:, r, None] - departure[:, None, c], axis=-1))
+        typical = 0.5 * (_nan_median(np.where(shared, size[:, r, None], np.nan))
+                         + _nan_median(np.where(shared, size[:, None, c], np.nan)))
+        close = enough & (distance < radius) & (r[:, None] != c[None])
         alike[chunk] = (close & (gap < coherence * typical)).sum(1)
         near[chunk] = close.sum(1)
     return alike, near
+
+
+def _nan_median(values: np.ndarray) -> np.ndarray:
+    """Median over axis 0 ignoring NaN (NaN where all are): ``np.nanmedian``'s result, by one sort (NaN sort last)."""
+    ordered = np.sort(values, axis=0)
+    count = np.isfinite(ordered).sum(0)
+    low = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[None], 0)[0]
+    high = np.take_along_axis(ordered, np.maximum(count // 2, 0)[None], 0)[0]
+    return np.where(count > 0, 0.5 * (low + high), np.nan)
 
 
 def _projected(placed: np.ndarray, cameras: Cameras, rotation_only: bool) -> np.ndarray:

@@ -86,10 +86,16 @@ def _texture_at(eig: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def _patches(grey: np.ndarray, points: np.ndarray, side: int) -> np.ndarray:
-    """(M, side²) float32 bilinear patches of ``grey`` centred on points (M, 2), mean removed, unit norm."""
-    out = np.empty((len(points), side * side), np.float32)
-    for i, (x, y) in enumerate(points):
-        out[i] = cv2.getRectSubPix(grey, (side, side), (float(x), float(y))).ravel()
+    """(M, side²) float32 bilinear patches of ``grey`` centred on points (M, 2), mean removed, unit norm (one
+    ``cv2.remap`` for all of them; outside the image the border is replicated)."""
+    if len(points) == 0:
+        return np.zeros((0, side * side), np.float32)
+    offsets = np.arange(side, dtype=np.float32) - (side - 1) / 2
+    map_x = (points[:, 0, None, None] + offsets[None, None, :]).astype(np.float32)
+    map_y = (points[:, 1, None, None] + offsets[None, :, None]).astype(np.float32)
+    map_x, map_y = (np.broadcast_to(m, (len(points), side, side)).reshape(-1, side) for m in (map_x, map_y))
+    out = cv2.remap(grey, np.ascontiguousarray(map_x), np.ascontiguousarray(map_y), cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE).astype(np.float32).reshape(len(points), side * side)
     out -= out.mean(1, keepdims=True)
     out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-6
     return out
