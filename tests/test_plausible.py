@@ -29,3 +29,21 @@ def test_a_jump_along_the_ray_is_replaced_by_the_objects_motion():
     reproj = fixed[..., :2] / fixed[..., 2:] * 400 + np.array([200, 150])
     np.testing.assert_allclose(reproj, pixels, atol=1e-6)                           # still on their rays
     np.testing.assert_array_equal(fixed[:, ~replaced.any(0)], points[:, ~replaced.any(0)])
+
+
+def test_unseen_entries_lie_between_sightings():
+    from tracks4d.geometry.plausible import between_sightings
+
+    n = 10
+    points = np.zeros((n, 3, 3))
+    points[:, :, 0] = np.arange(n)[:, None]                     # moving along x, one unit a frame
+    points[3:7, 0] = 40.0                                       # an extrapolation far away where track 0 is unseen
+    points[:, 2] = 99.0                                         # a static track: left alone
+    visible = np.ones((n, 3), bool)
+    visible[3:7, 0] = False
+    visible[:2, 1] = visible[8:, 1] = False
+    out = between_sightings(points, visible, np.array([True, True, False]))
+    np.testing.assert_allclose(out[:, 0, 0], np.arange(n))      # linear between frames 2 and 7
+    np.testing.assert_allclose(out[:2, 1, 0], 2.0) and np.testing.assert_allclose(out[8:, 1, 0], 7.0)
+    np.testing.assert_array_equal(out[:, 2], points[:, 2])
+    np.testing.assert_array_equal(out[visible], points[visible])

@@ -29,7 +29,7 @@ from .contracts import Cameras, Reconstruction, TrackSet
 from .geometry.cameras import CAMERA_INITS, CameraSolution, solve_cameras
 from .geometry.ground import GroundContact, ground_contact
 from .geometry.motion import MotionLevels, motion_levels, motion_states, static_fit
-from .geometry.plausible import flying_entries, plausible_trajectories
+from .geometry.plausible import between_sightings, flying_entries, plausible_trajectories
 from .geometry.points import PlacedPoints, place_points
 from .geometry.refine import Refined, refine_moving
 from .geometry.transforms import transform_points
@@ -307,7 +307,8 @@ def refine(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, placed: Pla
 def keep_plausible(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, placed: PlacedPoints
                    ) -> tuple[PlacedPoints, dict]:
     """Plausibility stage: moving points' flying entries (a jump along the ray that their neighbourhood does not
-    share, :mod:`~tracks4d.geometry.plausible`) given the neighbourhood's motion → (points, counts for ``meta``)."""
+    share, :mod:`~tracks4d.geometry.plausible`) given the neighbourhood's motion, their unseen entries interpolated
+    between sightings → (points, counts for ``meta``)."""
     static_depth = placed.depth[:, motion.static][tracks.visible[:, motion.static]]
     static_depth = static_depth[np.isfinite(static_depth) & (static_depth > 0)]
     if not motion.moving.any() or static_depth.size == 0:
@@ -316,6 +317,7 @@ def keep_plausible(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, pla
     before = int(flying_entries(placed.points, tracks.tracks, tracks.visible, motion.moving, scale).sum())
     points, replaced = plausible_trajectories(placed.points, tracks.tracks, tracks.visible, motion.moving, cameras,
                                               scale)
+    points = between_sightings(points, tracks.visible, motion.moving)
     after = int(flying_entries(points, tracks.tracks, tracks.visible, motion.moving, scale).sum())
     depth = transform_points(cameras.world_to_camera, points)[..., 2]
     counts = {"flying_before": before, "flying_after": after, "replaced": int(replaced.sum()), "scene_depth": scale}

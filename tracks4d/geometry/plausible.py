@@ -6,6 +6,9 @@ compared with those of its ``NEIGHBOURS`` nearest moving tracks in the image (th
 than ``FLYING_STEP`` of the scene's depth while the neighbours' median step is below ``STILL_STEP`` of it — a
 *flying* entry — is replaced by the point on its own ray nearest to where the neighbours' motion takes it (so it still
 reprojects onto its track). :func:`flying_entries` counts them; the pipeline reports the count before and after.
+Where a moving track is not seen, nothing observes its depth: its point there is interpolated between the frames that
+see it (held at the nearest one before the first and after the last, :func:`between_sightings`) instead of a
+low-rank trajectory's extrapolation.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import numpy as np
 from ..contracts import Cameras
 from .transforms import invert_rigid
 
-__all__ = ["flying_entries", "plausible_trajectories", "FLYING_STEP", "STILL_STEP", "NEIGHBOURS"]
+__all__ = ["flying_entries", "plausible_trajectories", "between_sightings", "FLYING_STEP", "STILL_STEP",
+           "NEIGHBOURS"]
 
 FLYING_STEP = 0.10   # of the scene depth: a step longer than this in one frame …
 STILL_STEP = 0.02    # … while the neighbours' median step is below this, is flying
@@ -90,3 +94,15 @@ def plausible_trajectories(points: np.ndarray, tracks: np.ndarray, visible: np.n
         points[t + 1, rows] = centre + along[:, None] * ray
         replaced[t + 1, rows] = True
     return points, replaced
+
+
+def between_sightings(points: np.ndarray, visible: np.ndarray, moving: np.ndarray) -> np.ndarray:
+    """(N, P, 3) ``points`` with the unseen entries of ``moving`` (P,) tracks linear in time between the nearest
+    frames that see them (the nearest seen position before the first and after the last)."""
+    points = points.copy()
+    frames = np.arange(points.shape[0])
+    for p in np.flatnonzero(moving & visible.any(0) & ~visible.all(0)):
+        seen = np.flatnonzero(visible[:, p])
+        for axis in range(3):
+            points[:, p, axis] = np.interp(frames, seen, points[seen, p, axis])
+    return points
