@@ -134,6 +134,8 @@ def write_mp4(path, images, *, rate=24, pts_ms=None, rotation_ccw=None, matrix=N
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         if pts_ms is not None:
             stream.codec_context.time_base = Fraction(1, 1000)
+        if (rotation_ccw is not None or matrix is not None) and not hasattr(stream, "set_display_matrix"):
+            pytest.skip(f"PyAV {av.__version__} cannot write a display matrix (reading one needs no such API)")
         if rotation_ccw is not None:
             stream.set_display_rotation(rotation_ccw)
         if matrix is not None:
