@@ -28,7 +28,9 @@ Columns (per clip and variant):
 
 - ``tracks``; ``lost``: share of tracks whose predicted-visible entries (query frame excluded) lie > 8 px from the
   truth (or have no truth) in more than a quarter of them; ``unfl.``: share of tracks that are lost and not flagged
-  unreliable (what a user would take at face value);
+  unreliable (what a user would take at face value); after the table, each clip's visible entries within and beyond
+  8 px of the truth, counted as observations (TAP-Vid's per-track coverage counts a cut track's second part as
+  missed by its first);
 - ``cover``: share of truly visible entries the output calls visible (TAP-Vid strided scoring: 1 − ``missed`` of
   ``eval_tracker.scene_metrics``); ``δavg``, ``OA``: TAP-Vid position accuracy and occlusion accuracy;
 - ``unrel``: share of well-tracked (not lost) tracks in motion state 2 (unreliable); ``falsmv``: share of true-static,
@@ -253,6 +255,8 @@ def score(rec, truth: Truth, kind: str) -> dict:
                         truth.dynamic, np.ones(2), "strided")
     lost = lost_tracks(rec, truth)
     good = ~lost
+    with np.errstate(invalid="ignore"):
+        near = np.linalg.norm(rec.tracks.astype(np.float64) - truth.tracks, axis=-1) <= LOST_PX
     static_good = good & ~truth.dynamic & truth.surface
     fixed = kind == "fixed"
     centres = truth.camera_to_world[:, :3, 3]
@@ -271,6 +275,8 @@ def score(rec, truth: Truth, kind: str) -> dict:
     abs_rel = float("nan") if fixed else depth_metrics(rec.depth, truth.depth, depth_ok)["abs_rel"]
     fly_count, fly_share = flying(rec, state)
     return {
+        "good_entries": int((rec.visible & truth.true_visible & near).sum()),
+        "off_entries": int((rec.visible & ~near).sum()),
         "tracks": int(p), "lost": float(lost.mean()), "unflagged": float(np.mean(lost & (state != 2))),
         "coverage": 1.0 - tap["missed"],
         "delta_avg": tap["delta_avg"], "occlusion_accuracy": tap["occlusion_accuracy"],
@@ -303,7 +309,7 @@ def line(name: str, variant: str, r: dict) -> str:
             f"{fly:>10s} {f(r['moving_true'], 4, 2)} {f(r['seconds'], 5, 1)} {states:>13s}")
 
 
-NUMERIC = ("tracks", "lost", "unflagged", "coverage", "delta_avg", "occlusion_accuracy", "average_jaccard", "median_px",
+NUMERIC = ("good_entries", "off_entries", "tracks", "lost", "unflagged", "coverage", "delta_avg", "occlusion_accuracy", "average_jaccard", "median_px",
            "unreliable_ok", "false_movers", "auc", "ate_pct", "ate", "path", "rot_deg", "pct10_dyn", "abs_rel", "fly",
            "fly_share", "moving_true", "seconds", "render_s", "focal_err")
 
@@ -370,6 +376,9 @@ def main() -> None:
     print("motion_state counts (0 static / 1 moving / 2 unreliable): "
           + "; ".join(f"{r['clip']} {r['variant']} {'/'.join(map(str, r['states']))}" for r in rows))
     print("render seconds (as cached): " + ", ".join(f"{r['clip']} {r['variant']} {r['render_s']:.1f}" for r in rows))
+    print(f"visible entries within / beyond {LOST_PX:g} px of the truth (counted as observations, so a cut track's "
+          "two parts count once): " + ", ".join(f"{r['clip']} {r['variant']} {r['good_entries']}/{r['off_entries']}"
+                                                for r in rows))
     print("focal error (|f − f_true| / f_true): " + ", ".join(f"{r['clip']} {r['variant']} {r['focal_err']:.3f}"
                                                              for r in rows))
     if args.json:
