@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -168,10 +168,6 @@ class TrackSet:
         """(N, P) float32: each entry's confidence (1 where the set has none), 0 where it is not visible."""
         conf = np.ones(self.visible.shape, np.float32) if self.confidence is None else self.confidence
         return np.where(self.visible, conf, 0.0).astype(np.float32)
-
-    def with_(self, **changes) -> "TrackSet":
-        """A copy with some fields replaced (validated again)."""
-        return replace(self, **changes)
 
     @property
     def n_frames(self) -> int:

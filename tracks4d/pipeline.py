@@ -18,7 +18,7 @@ import functools
 import importlib.util
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -195,8 +195,7 @@ def with_intrinsics(tracks: TrackSet, opts: ReconstructOptions) -> tuple[TrackSe
     known = given is not None or tracks.intrinsics is not None
     k = given if given is not None else (tracks.intrinsics if tracks.intrinsics is not None
                                          else guess_intrinsics(tracks))
-    out = tracks.with_(intrinsics=k)
-    return out, known
+    return replace(tracks, intrinsics=k), known
 
 
 def propose(model, tracks: TrackSet, opts: ReconstructOptions, precision: str, timings: dict,
@@ -413,7 +412,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
                    "plausible": {**plausible, "seconds": timings["plausible_s"]}},
         "verdict": _verdict(solution, motion, placed),
         "static_mask": motion.static.tolist(),
-        "motion_states": motion.to_meta()["states"],
+        "motion_states": motion.state_counts,
         "image_size": None if tracks.image_size is None else [int(v) for v in tracks.image_size],
         "video": None if clip is None else clip.to_meta(),
         "timings": timings, "checkpoint": str(checkpoint), "checkpoint_step": int(payload.get("step", 0)),
@@ -431,7 +430,7 @@ def _verdict(solution: CameraSolution, motion: MotionLevels, placed: PlacedPoint
     static tracks, a skipped adjustment, static tracks that could not be triangulated)."""
     ba = solution.ba
     adjusted = "" if ba is None or ba.skipped else f", adjusted over {ba.n_frames} frames and {ba.n_points} tracks"
-    states = motion.to_meta()["states"]
+    states = motion.state_counts
     notes = [f"cameras: {solution.model.kind} motion from the {solution.source.split(':')[0]} seed{adjusted}; "
              f"{states['static']} of {len(motion.static)} tracks static, {states['moving']} moving, "
              f"{states['unreliable']} unreliable (they fail the static fit alone: lost tracks, reflections)"]

@@ -87,18 +87,22 @@ class MotionLevels:
         """(P,) bool: residual below the decision's threshold ``still_px`` (the static state's candidates)."""
         return self.residual_px < self.still_px
 
+    @property
+    def state_counts(self) -> dict[str, int]:
+        """Tracks per state, by name (empty before :meth:`with_states`)."""
+        if self.state is None:
+            return {}
+        return {name: int((self.state == code).sum()) for code, name in enumerate(MOTION_STATES)}
+
     def to_meta(self) -> dict:
-        counts = {} if self.state is None else {
-            name: int((self.state == code).sum()) for code, name in enumerate(MOTION_STATES)}
-        return {"noise_px": self.noise_px, "static_tracks": int(self.static.sum()), "states": counts,
+        return {"noise_px": self.noise_px, "static_tracks": int(self.static.sum()), "states": self.state_counts,
                 "still_threshold_px": self.still_px,
                 "static_sigmas": STATIC_SIGMAS, "static_spread": STATIC_SPREAD, "residual_quantile": RESIDUAL_QUANTILE,
                 "geometry_weight_mean": float(self.confidence.mean()), "network_trust": self.network_trust,
                 "gamma": "static-fit residual in normalised image units (px / focal), fused with the network's γ "
                          "where a track is seen in few frames; the static set below static_sigmas × noise_px / focal; "
                          "the static state: residual below still_threshold_px (the larger of static_sigmas × noise_px "
-                         "and static_spread × the clip's 25th-percentile residual)",
-                "states": counts}
+                         "and static_spread × the clip's 25th-percentile residual)"}
 
 
 def static_fit(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, rotation_only: bool
@@ -199,7 +203,7 @@ def motion_states(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, lev
     if candidates.size < 2:
         return state
     directions = mean_directions(tracks.astype(np.float64), visible, cameras.world_to_camera, cameras.intrinsics)
-    departure = (tracks - _projected(directions, cameras, True)).astype(np.float32)
+    departure = (tracks - _projected_directions(directions, cameras)).astype(np.float32)
     seen = visible & np.isfinite(departure).all(-1)
     departure = np.where(seen[..., None], departure, np.nan)
     position = np.where(seen[..., None], tracks, np.nan).astype(np.float32)
@@ -226,13 +230,15 @@ def _implausible_depth(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras
             out[i] = np.isfinite(placed[p]).all()
             continue
         near = visible[np.ix_(frames, reference)] & (
-            np.linalg.norm(tracks[frames][:, reference] - tracks[frames, p][:, None], axis=-1) < radius)
-        ratio = []
-        for f, k in zip(frames, near):
-            if k.sum() >= MIN_DEPTH_NEIGHBOURS:
-                lo, hi = z_ref[f, k].min(), z_ref[f, k].max()
-                ratio.append(min(z[f, i] / lo, 1.0) if z[f, i] < lo else max(z[f, i] / hi, 1.0))
-        out[i] = bool(ratio) and not DEPTH_MARGIN <= float(np.median(ratio)) <= 1.0 / DEPTH_MARGIN
+            np.linalg.norm(tracks[frames][:, reference] - tracks[frames, p][:, None], axis=-1) < radius)  # (F, S)
+        enough = near.sum(1) >= MIN_DEPTH_NEIGHBOURS
+        if not enough.any():
+            continue
+        lo = np.where(near, z_ref[frames], np.inf).min(1)[enough]
+        hi = np.where(near, z_ref[frames], -np.inf).max(1)[enough]
+        own = z[frames, i][enough]
+        ratio = np.where(own < lo, own / lo, np.maximum(own / hi, 1.0))        # 1 inside the surfaces' range
+        out[i] = not DEPTH_MARGIN <= float(np.median(ratio)) <= 1.0 / DEPTH_MARGIN
     return out
 
 
@@ -277,12 +283,9 @@ def _nan_median(values: np.ndarray) -> np.ndarray:
     return np.where(count > 0, 0.5 * (low + high), np.nan)
 
 
-def _projected(placed: np.ndarray, cameras: Cameras, rotation_only: bool) -> np.ndarray:
-    """(N, P, 2) pixels of static points (P, 3) — directions when ``rotation_only`` — in every camera (NaN behind)."""
-    if rotation_only:
-        cam = np.einsum("nij,pj->npi", cameras.world_to_camera[:, :3, :3], placed)
-    else:
-        cam = transform_points(cameras.world_to_camera, placed)
+def _projected_directions(directions: np.ndarray, cameras: Cameras) -> np.ndarray:
+    """(N, P, 2) pixels of world directions (P, 3) under every camera's rotation (NaN behind)."""
+    cam = np.einsum("nij,pj->npi", cameras.world_to_camera[:, :3, :3], directions)
     pix = np.einsum("nij,npj->npi", cameras.intrinsics, cam)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(cam[..., 2:] > 1e-6, pix[..., :2] / pix[..., 2:], np.nan)

@@ -201,7 +201,7 @@ def _sweep(greys, eigs, seeds, seed_frame, templates, out: _Tracks, step: int, c
         fb = np.linalg.norm(back - pos, axis=1)
         ok = ((st1[:, 0] == 1) & (st2[:, 0] == 1) & (err[:, 0] < config.max_error) & (fb < config.fb_threshold)
               & (fwd[:, 0] >= 0) & (fwd[:, 0] <= w - 1) & (fwd[:, 1] >= 0) & (fwd[:, 1] <= h - 1))
-        index, pos, tmpl, low, fwd, fb = index[ok], fwd[ok], tmpl[ok], low[ok], fwd[ok], fb[ok]
+        index, tmpl, low, fwd, fb = index[ok], tmpl[ok], low[ok], fwd[ok], fb[ok]
         patches = _patches(nxt, fwd, config.template)
         ncc = np.einsum("md,md->m", patches, tmpl)
         low = np.where(ncc < config.cut_ncc, low + 1, 0)
@@ -217,7 +217,7 @@ def _sweep(greys, eigs, seeds, seed_frame, templates, out: _Tracks, step: int, c
             for f in range(span.start, span.stop):
                 out.set(f, fresh, out.tracks[f, index[cut]], 1.0)
             index[cut] = fresh
-            tmpl[cut], low[cut] = _patches(nxt, fwd[cut], config.template), 0
+            tmpl[cut], low[cut] = patches[cut], 0
         pos = fwd
     last = n - 1 if step == 1 else 0  # seeds at the sweep's last frame are placed but not tracked further
     new = np.flatnonzero(seed_frame == last)
