@@ -8,7 +8,7 @@ import pytest
 from tracks4d.contracts import Cameras
 from tracks4d.evaluation.metrics import absolute_trajectory_error
 from tracks4d.geometry import invert_rigid
-from tracks4d.geometry.cameras import rotation_cameras, solve_cameras
+from tracks4d.geometry.cameras import _fitting_tracks, rotation_cameras, solve_cameras
 from tracks4d.geometry.motion_model import select_motion_model
 from tracks4d.geometry.track_sfm import cameras_from_tracks
 from training.synthetic import SceneConfig, generate_scene
@@ -117,3 +117,59 @@ def test_a_long_clip_is_one_solve():
     assert solution.ba.n_frames == 150 and not solution.ba.skipped
     path = np.linalg.norm(np.diff(scene.camera_to_world[:, :3, 3], axis=0), axis=1).sum()
     assert absolute_trajectory_error(solution.cameras.camera_to_world, scene.camera_to_world) < 0.005 * path
+
+
+def close_mover_scene(seed: int = 0, n: int = 50, n_mover: int = 260, n_world: int = 140):
+    """A large rigid box walking 3 units and turning 25°, 4 units in front of a camera that follows it, holding 65 % of the tracks,
+    with a wall and a floor around it → (tracks (N, P, 2), visible (N, P), K (N, 3, 3), true c2w (N, 4, 4),
+    (P,) bool: on the mover)."""
+    rng = np.random.default_rng(seed)
+    w, h, f = 640, 480, 500.0
+    s = np.linspace(0, 1, n)
+    target = np.stack([3.2 * s - 1.6, np.zeros(n), 0.3 * s], 1)            # the mover's centre
+    centres = np.stack([4.0 * s - 2.0, -0.4 + 0.1 * np.sin(6 * s), -4.0 + 0.5 * s], 1)
+    c2w = np.tile(np.eye(4), (n, 1, 1))
+    for t in range(n):
+        z = (target[t] - centres[t]) / np.linalg.norm(target[t] - centres[t])
+        x = np.cross([0.0, 1.0, 0.0], z)
+        x /= np.linalg.norm(x)
+        c2w[t, :3, :3], c2w[t, :3, 3] = np.stack([x, np.cross(z, x), z], 1), centres[t]
+    local = rng.uniform(-1, 1, (n_mover, 3)) * [1.3, 0.8, 0.6]
+    side = rng.integers(0, 3, n_mover)                                      # on the box's faces
+    local[np.arange(n_mover), side] = np.sign(local[np.arange(n_mover), side]) * np.array([1.3, 0.8, 0.6])[side]
+    turn = np.radians(25) * s
+    rot = np.zeros((n, 3, 3))
+    rot[:, 0, 0], rot[:, 0, 2], rot[:, 1, 1], rot[:, 2, 0], rot[:, 2, 2] = (np.cos(turn), np.sin(turn), 1,
+                                                                          -np.sin(turn), np.cos(turn))
+    mover = np.einsum("nij,pj->npi", rot, local) + target[:, None]
+    wall = np.column_stack([rng.uniform(-7, 7, n_world // 2), rng.uniform(-4, 1.2, n_world // 2),
+                            np.full(n_world // 2, 5.0)])
+    floor = np.column_stack([rng.uniform(-6, 6, n_world - n_world // 2), np.full(n_world - n_world // 2, 1.2),
+                             rng.uniform(-2, 5, n_world - n_world // 2)])
+    world = np.concatenate([wall, floor])
+    points = np.concatenate([mover, np.broadcast_to(world, (n, n_world, 3))], 1)
+    k = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1.0]])
+    cam = np.einsum("nij,npj->npi", invert_rigid(c2w)[:, :3, :3], points) + invert_rigid(c2w)[:, None, :3, 3]
+    pix = (cam @ k.T)[..., :2] / (cam @ k.T)[..., 2:]
+    visible = (cam[..., 2] > 0) & (pix[..., 0] > 0) & (pix[..., 0] < w) & (pix[..., 1] > 0) & (pix[..., 1] < h)
+    low, high = pix[:, :n_mover].min(1), pix[:, :n_mover].max(1)             # the mover hides what is behind it
+    behind = ((pix[:, n_mover:] > low[:, None]) & (pix[:, n_mover:] < high[:, None])).all(-1)
+    visible[:, n_mover:] &= ~behind
+    tracks = pix + rng.normal(0, 0.5, pix.shape)
+    on_mover = np.arange(points.shape[1]) < n_mover
+    return tracks, visible, np.broadcast_to(k, (n, 3, 3)).copy(), c2w, on_mover
+
+
+def test_a_close_mover_holding_most_tracks_is_not_the_world():
+    """Item 6 of issue 21: the mover fits more tracks as static than the scene does (relative to the mover, the
+    camera is a moving camera too); the scene surrounds it in the image, so the scene is the world."""
+    tracks, visible, k, c2w, on_mover = close_mover_scene()
+    blind_cams = Cameras(np.broadcast_to(invert_rigid(c2w)[0], (len(c2w), 4, 4)).copy(), k)
+    truth_fits = _fitting_tracks(tracks, visible, Cameras(invert_rigid(c2w), k), False)
+    for adjust in (False, True):
+        solution = solve_cameras(tracks, visible, blind_cams, None, adjust=adjust, refine_focal=False)
+        fits = _fitting_tracks(tracks, visible, solution.cameras, False)
+        assert solution.seeds[solution.source] < max(solution.seeds.values())      # not the count's choice
+        assert (fits & on_mover).sum() == 0 and (fits & ~on_mover).sum() >= 0.9 * (truth_fits & ~on_mover).sum()
+        relative = invert_rigid(solution.cameras.camera_to_world[0]) @ solution.cameras.camera_to_world
+        assert _rotation_error_deg(relative, invert_rigid(c2w[0]) @ c2w) < (0.5 if adjust else 3.0)  # the box: 25°

@@ -117,3 +117,30 @@ def test_a_mover_that_fits_a_static_point_at_a_wrong_depth_is_moving():
     state = motion_states(tracks, visible, cameras, levels, (640, 480), placed)
     assert (blind[-12:] == STATIC).all() and (state[-12:] == MOVING).mean() >= 0.9
     assert not (state[:220][kind == 0] == MOVING).any()
+
+
+def test_noise_level_holds_when_a_close_mover_has_most_tracks():
+    """Two thirds of the tracks on a mover (errors 8–20 px): the noise level still comes from the static third, so
+    the static set keeps none of the mover."""
+    rng = np.random.default_rng(4)
+    n, p = 30, 300
+    moving = np.arange(p) < 200
+    errors = np.abs(rng.normal(0, 0.5, (n, p))) + rng.uniform(8, 20, p) * moving
+    levels = motion_levels(errors, np.ones((n, p), bool), 500.0)
+    assert levels.noise_px < 1.0
+    assert not levels.static[moving].any() and levels.static[~moving].mean() > 0.9
+
+
+def test_an_unreliable_track_whose_static_fit_is_off_the_scene_is_not_left_there():
+    """The static fit of a track that failed it can lie 30× beyond the scene (a mover sliding along its rays): it is
+    kept only within the static tracks' depth range."""
+    from tracks4d.geometry.motion import static_fit
+    from tracks4d.geometry.points import _in_scene
+
+    tracks, visible, cameras, kind = _camera_clip()
+    fitted, _ = static_fit(tracks, visible, cameras, rotation_only=False)
+    static = kind == 0
+    far = fitted.copy()
+    far[~static] = fitted[~static] * [1, 1, 30]                 # the object's fits, 30× as deep
+    assert _in_scene(fitted, visible, cameras, static)[static].all()
+    assert not _in_scene(far, visible, cameras, static)[~static].any()

@@ -10,12 +10,15 @@
    initial pairs inside general-motion segments (:func:`~.track_sfm.cameras_from_tracks`) and the rotation-only
    cameras of 2. — by one residual test: the number of tracks that fit a static point (or, for the rotation, a static
    direction) within ``SEED_PX`` (:func:`~.motion.track_residuals`). The best general seed wins (ties: the
-   network; an initial pair whose essential matrix locked onto a moving object explains fewer tracks); the rotation
-   wins over it when it explains ≥ ``ROTATION_PREFERENCE`` × as many tracks with fewer degrees of freedom — a pan
-   whose little parallax let the essential matrix lock onto a moving object.
+   network; an initial pair whose essential matrix locked onto a moving object explains fewer tracks) — unless
+   another seed explains other tracks that surround its tracks in the image (:func:`_world`: a pet or a person
+   close to the camera holds most of the tracks; the world is the scene around it, out to the image border); the
+   rotation wins over it when it explains ≥ ``ROTATION_PREFERENCE`` × as many tracks with fewer degrees of freedom —
+   a pan whose little parallax let the essential matrix lock onto a moving object.
 4. With ``adjust``: the residual test is taken after adjusting the ``SHORTLIST`` best seeds (measured: a seed
    fitting 85 tracks adjusted to 414 and 0.3 % ATE, one fitting 250 to 319 and 8 %; letting a seed that fits 60 %
-   of the tracks skip the test cost a tripod-then-walk clip 0.04 → 0.37 % ATE). Each is one bundle adjustment
+   of the tracks skip the test cost a tripod-then-walk clip 0.04 → 0.37 % ATE), and the world of :func:`_world`
+   when the count leaves it out. Each is one bundle adjustment
    (:func:`~.bundle_adjust.bundle_adjust`) over every frame and the static tracks of the motion stage's score
    (:func:`~.motion.motion_levels`) under the seed — the longest, until every frame sees ``BA_TRACKS_PER_FRAME``
    within the gate — with one focal for the clip when the intrinsics are unknown; frames the seed left without
@@ -35,7 +38,7 @@ from ..contracts import Cameras
 from .bundle_adjust import MIN_FRAME_OBSERVATIONS, BAReport, bundle_adjust
 from .motion import motion_levels, static_fit, track_residuals
 from .motion_model import MIN_SHARED, MotionModel, Segment, fit_rotation, select_motion_model
-from .track_sfm import cameras_from_tracks
+from .track_sfm import cameras_from_tracks, enclosed
 from .triangulation import reprojection_errors, triangulate
 
 __all__ = ["CameraSolution", "solve_cameras", "rotation_cameras", "CAMERA_INITS"]
@@ -50,6 +53,9 @@ SHORTLIST = 3               # with adjustment: the seeds fitting most tracks (an
 SHORTLIST_SHARE = 0.25      # each adjusted, and the residual test is taken on the adjusted cameras
 SEED_ITERATIONS = 20        # Ceres iterations of a seed's adjustment (it ranks seeds; the chosen one is finished)
 SEED_TRACKS_PER_FRAME = 400  # seeds are grown, adjusted and judged on the longest tracks until every frame sees this
+SURROUND_MARGIN = 0.5       # a seed whose static tracks surround the most-fitting seed's by this margin is the world
+MAX_SHARED_FIT = 0.5        # … when the two explain different tracks (share of the smaller set explained by both)
+SURROUND_FRAMES = 12        # frames the surround test looks at
 
 CAMERA_INITS = ("auto", "network")
 """auto: the network's cameras or the tracks', by the residual test; network: the network's only."""
@@ -104,15 +110,45 @@ def rotation_cameras(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.nda
     return w2c
 
 
-def _fitting_tracks(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, rotation_only: bool) -> int:
-    """Tracks whose static fit under ``cameras`` (one linear triangulation, or a mean direction) has a residual below
-    ``SEED_PX``."""
+def _fitting_tracks(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, rotation_only: bool) -> np.ndarray:
+    """(P,) bool: tracks whose static fit under ``cameras`` (one linear triangulation, or a mean direction) has a
+    residual below ``SEED_PX``."""
     if rotation_only:
         _, errors = static_fit(tracks, visible, cameras, rotation_only=True)
     else:
         points = triangulate(tracks, visible, cameras.world_to_camera, cameras.intrinsics)
         errors = reprojection_errors(points, tracks.astype(np.float64), cameras.world_to_camera, cameras.intrinsics)
-    return int((track_residuals(errors, visible) < SEED_PX).sum())
+    return track_residuals(errors, visible) < SEED_PX
+
+
+def _inside_share(tracks: np.ndarray, visible: np.ndarray, outer: np.ndarray, inner: np.ndarray) -> float:
+    """Share of the ``inner`` (P,) tracks' entries that lie inside the convex hull of the ``outer`` tracks' entries
+    of the same frame (:func:`~.track_sfm.enclosed`), over ``SURROUND_FRAMES`` frames spread over the clip (frames
+    with < 3 of either skipped)."""
+    inside = total = 0
+    for f in np.unique(np.linspace(0, len(tracks) - 1, SURROUND_FRAMES).astype(int)):
+        hull, points = tracks[f, visible[f] & outer], tracks[f, visible[f] & inner]
+        if len(hull) >= 3 and len(points) >= 3:
+            inside += int(enclosed(hull, points).sum())
+            total += len(points)
+    return inside / total if total else 0.0
+
+
+def _world(fits: dict[str, np.ndarray], best: str, candidates: list[str], tracks: np.ndarray,
+           visible: np.ndarray) -> str:
+    """The seed whose static tracks are the world: ``best`` (the most-fitting), unless a candidate explaining other
+    tracks (``MAX_SHARED_FIT``) surrounds it — the candidate's tracks enclose ``best``'s in the image far more than
+    the reverse (``SURROUND_MARGIN``): a large mover close to the camera, filling the middle of the frame, holds most
+    of the tracks, and the scene around it and at the image border is the world."""
+    chosen, margin = best, SURROUND_MARGIN
+    for name in candidates:
+        a, b = fits[name], fits[best]
+        if name == best or not a.any() or (a & b).sum() > MAX_SHARED_FIT * min(a.sum(), b.sum()):
+            continue
+        surround = _inside_share(tracks, visible, a, b) - _inside_share(tracks, visible, b, a)
+        if surround >= margin:
+            chosen, margin = name, surround
+    return chosen
 
 
 def _spread_subset(static: np.ndarray, visible: np.ndarray, per_frame: int) -> np.ndarray:
@@ -175,19 +211,27 @@ def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, net
         for i, ((r, j), w2c, _) in enumerate(cameras_from_tracks(tracks_c, visible_c, k,
                                                                   allowed=~model.rotation_frames())):
             seeds[f"tracks {i}: {r}-{j}"] = Cameras(w2c, k)
-    counts = {name: _fitting_tracks(tracks_c, visible_c, cams, False) for name, cams in seeds.items()}
+    fits = {name: _fitting_tracks(tracks_c, visible_c, cams, False) for name, cams in seeds.items()}
+    counts = {name: int(fit.sum()) for name, fit in fits.items()}
     reports: dict[str, BAReport] = {}
     if adjust:  # a weak seed can adjust into the right cameras (and a strong-looking one into a wrong minimum)
         best = max(counts.values())
         ranked = sorted((name for name in seeds if counts[name] >= SHORTLIST_SHARE * best and counts[name] > 0),
                         key=lambda name: -counts[name])
         shortlist = ranked[:SHORTLIST]
+        world = _world(fits, ranked[0], ranked, tracks_c, visible_c) if ranked else None
+        if world is not None and world not in shortlist:       # a world outvoted by a close mover is adjusted too
+            shortlist.append(world)
         for name in shortlist:
             seeds[name], reports[name] = _adjust(tracks_c, visible_c, seeds[name], gamma_c, static_gamma,
                                                  refine_focal, max_iterations=SEED_ITERATIONS)
-            counts[name] = _fitting_tracks(tracks_c, visible_c, seeds[name], False)
-    source = max(counts, key=lambda name: (counts[name], name in reports, name == "network"))
-    counts["rotation"] = _fitting_tracks(tracks_c, visible_c, rotation, True)
+            fits[name] = _fitting_tracks(tracks_c, visible_c, seeds[name], False)
+            counts[name] = int(fits[name].sum())
+    judged = list(reports or seeds)            # with adjustment, only adjusted seeds (else one could skip it)
+    source = max(judged, key=lambda name: (counts[name], name == "network"))
+    source = _world(fits, source, [name for name in judged if counts[name] >= SHORTLIST_SHARE * counts[source]],
+                    tracks_c, visible_c)
+    counts["rotation"] = int(_fitting_tracks(tracks_c, visible_c, rotation, True).sum())
     if counts["rotation"] >= max(ROTATION_PREFERENCE * counts[source], MIN_FITTING):
         model = MotionModel("rotation", [Segment(0, len(tracks), "rotation")], model.pairs)
         return CameraSolution(rotation, model, "rotation", counts)

@@ -24,6 +24,8 @@ __all__ = ["PlacedPoints", "network_scale", "lift_network", "moving_points", "pl
 
 MIN_SCALE_TRACKS = 8  # static tracks a frame needs for its own scale (else the clip's)
 PARTLY_AT_REST = 0.5   # a moving track whose static fit holds in this share of its frames stays there in those
+SCENE_DEPTH_MARGIN = 1.5  # an unreliable track's static fit is kept only within the static set's depth range
+                          # (1st–99th percentile) widened by this factor
 
 
 @dataclass
@@ -108,8 +110,22 @@ def place_points(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, moti
     static_points = np.nanmedian(np.where(visible[..., None], points, np.nan), axis=0)
     static_points = np.where(np.isfinite(static_points), static_points, points[0])
     frozen = motion.static if motion.state is None else motion.state != MOVING
-    held = frozen & placeable                                    # static, and unreliable, at their static fit
+    held = frozen & placeable & (motion.static | _in_scene(fitted, visible, cameras, observed))
     static_points[held] = fitted[held]
     points[:, frozen] = static_points[frozen]
     depth = transform_points(cameras.world_to_camera, points)[..., 2]
     return PlacedPoints(points, static_points, depth, observed, scale)
+
+
+def _in_scene(fitted: np.ndarray, visible: np.ndarray, cameras: Cameras, observed: np.ndarray) -> np.ndarray:
+    """(P,) bool: static fits ``fitted`` (P, 3) whose depth, in every frame that sees them, lies within the
+    ``observed`` static tracks' depth range widened by ``SCENE_DEPTH_MARGIN`` — where an unreliable track (static and
+    unreliable tracks are frozen) may stay at its fit; elsewhere (the fit of a mover that slid along its rays, 20×
+    the scene's depth) it stays at the median of its own per-frame points."""
+    z = transform_points(cameras.world_to_camera, np.nan_to_num(fitted))[..., 2]
+    scene = z[visible & observed[None]]
+    if scene.size == 0:
+        return np.zeros(len(fitted), bool)
+    low, high = np.percentile(scene, [1, 99])
+    inside = (z > low / SCENE_DEPTH_MARGIN) & (z < high * SCENE_DEPTH_MARGIN)
+    return np.where(visible, inside, True).all(0)

@@ -11,12 +11,13 @@ import warnings
 
 import cv2
 import numpy as np
+from scipy.spatial import Delaunay, QhullError
 
 from .transforms import invert_rigid, transform_points
 from .triangulation import reprojection_errors as _errors
 from .triangulation import triangulate
 
-__all__ = ["cameras_from_tracks", "consistent_static"]
+__all__ = ["cameras_from_tracks", "consistent_static", "enclosed"]
 
 MIN_SHARED = 40        # tracks the initial pair must share
 MIN_PNP = 12           # 3D points a frame must see to be posed
@@ -26,8 +27,10 @@ MIN_PARALLAX_DEG = 1.0  # a point seen under a smaller angle is too close to inf
 MAX_DEPTH_RATIO = 20.0  # a point farther than this × the typical depth is a degenerate triangulation
 INITIAL_REFERENCES = (0.0, 0.35, 0.7)  # where in the clip initial pairs are tried
 TRIANGULATE_EVERY = 3  # posed frames between triangulations of the tracks not yet placed
-SECOND_MOTION = 0.6  # an essential matrix explaining fewer of the pair's tracks: try the rest's motion too
+SECOND_MOTION = 0.15  # the tracks an essential matrix leaves out, when this share of the pair's: their motion too
+KEPT_SHARE = 0.5     # a reference's near partner still sees this share of the tracks the far pair's motion leaves out
 MAX_PAIR_GAP = 60  # frames between the two of an initial pair (keeps the search linear in the clip's length)
+SURROUNDED = 0.8   # the far pair's dominant motion encloses this share of the rest in the reference: it is the scene
 
 
 def consistent_static(points, tracks, visible, w2c, k, posed) -> np.ndarray:
@@ -78,6 +81,31 @@ def _initial_pairs(tracks: np.ndarray, visible: np.ndarray, allowed: np.ndarray)
     return pairs
 
 
+def enclosed(hull: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(M,) bool: ``points`` (M, 2) inside the convex hull of ``hull`` (K, 2) — none when K < 3 or collinear."""
+    if len(hull) < 3 or len(points) == 0:
+        return np.zeros(len(points), bool)
+    try:
+        return Delaunay(hull).find_simplex(points) >= 0
+    except QhullError:
+        return np.zeros(len(points), bool)
+
+
+def _near_partner(tracks: np.ndarray, visible: np.ndarray, allowed: np.ndarray, r: int, far: int,
+                  dominant: np.ndarray) -> int | None:
+    """The farthest allowed frame between ``r`` and ``far`` that still sees ``KEPT_SHARE`` of the ``others`` —
+    the reference's tracks the far pair's ``dominant`` (P,) motion does not explain — or None when they are fewer
+    than ``MIN_SHARED`` or the dominant motion's tracks enclose ``SURROUNDED`` of them in the image (the scene
+    around a few movers and lost tracks). Where the camera follows a large mover, the far partner shares little but
+    the mover; the scene around it is still in view nearer the reference."""
+    others = visible[r] & ~dominant
+    if others.sum() < MIN_SHARED or enclosed(tracks[r, dominant & visible[r]], tracks[r, others]).mean() >= SURROUNDED:
+        return None                          # too few, or the dominant motion surrounds them: it is the scene's
+    need = max(MIN_SHARED, KEPT_SHARE * others.sum())
+    kept = [j for j in range(r + 1, far) if allowed[j] and (visible[j] & others).sum() >= need]
+    return kept[-1] if kept else None
+
+
 def _relative_pose(tracks: np.ndarray, visible: np.ndarray, k: np.ndarray, r: int, j: int, usable: np.ndarray):
     """Essential matrix between frames r and j from the ``usable`` (P,) tracks both see → (w2c of j relative to r
     (4, 4), (P,) bool RANSAC inliers), or None."""
@@ -96,9 +124,10 @@ def _relative_pose(tracks: np.ndarray, visible: np.ndarray, k: np.ndarray, r: in
 
 
 def _grow(tracks: np.ndarray, visible: np.ndarray, k: np.ndarray, r: int, j: int, relative: np.ndarray,
-          inliers: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+          inliers: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Poses from the initial pair (r, j) at ``relative`` pose, its essential matrix's ``inliers`` (P,) triangulated
-    first, then frames outward by PnP against the points so far, each triangulating the tracks it newly sees
+    first, then frames outward by PnP against the points so far, each triangulating the ``usable`` (P,) tracks it
+    newly sees (another motion's tracks never enter: over a few frames they can fit, then outvote the points)
     → (w2c (N, 4, 4), posed (N,))."""
     n = tracks.shape[0]
     w2c = np.tile(np.eye(4), (n, 1, 1))
@@ -129,7 +158,7 @@ def _grow(tracks: np.ndarray, visible: np.ndarray, k: np.ndarray, r: int, j: int
         posed[f] = pending[f] = True
         # triangulating every few frames keeps the cost linear; sooner when the frame's support runs low
         if pending.sum() >= TRIANGULATE_EVERY or seen.sum() < 3 * MIN_PNP:
-            _place_fresh(points, tracks, visible, w2c, k, posed, pending)
+            _place_fresh(points, tracks, visible & usable, w2c, k, posed, pending)
             pending[:] = False
     return (w2c, posed) if posed.sum() >= 3 else None
 
@@ -156,31 +185,46 @@ def cameras_from_tracks(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.
     """Cameras grown from each candidate initial pair (:func:`_initial_pairs`, :func:`_grow`): a list of
     ((r, j) initial pair, world-to-camera poses (N, 4, 4), (N,) bool posed frames) — empty when none works. Unposed
     frames get the pose of the nearest posed frame. The caller chooses among them (a pair whose essential matrix
-    locked onto a moving object explains fewer tracks as static). When a pair's essential matrix explains under
-    ``SECOND_MOTION`` of its shared tracks, the tracks it leaves out get an essential matrix and a growth of their own
-    (a large moving object can outvote the background in one pair).
+    locked onto a moving object explains fewer tracks as static). Each reference is paired once more, with a nearer
+    frame (:func:`_near_partner`), on the tracks its far pair's dominant motion leaves out, where up to two motions
+    are grown (:func:`_motions`: a large moving object can outvote the background there too).
 
     tracks (N, P, 2) px · visible (N, P) bool · intrinsics (N, 3, 3) · allowed (N,) bool: frames an initial pair
     may use (default all; the camera stage passes its general-motion segments)."""
     tracks = tracks.astype(np.float64)
     allowed = np.ones(tracks.shape[0], bool) if allowed is None else allowed
     grown = []
-    for r, j in _initial_pairs(tracks, visible, allowed):
-        usable = np.ones(tracks.shape[1], bool)
-        for _ in range(2):  # the dominant motion, then — when it leaves many tracks out — the next one
-            found = _relative_pose(tracks, visible, intrinsics, r, j, usable)
-            if found is None:
-                break
-            relative, inliers = found
-            result = _grow(tracks, visible, intrinsics, r, j, relative, inliers)
-            if result is not None:
-                w2c, posed = result
-                idx = np.flatnonzero(posed)
-                for f in np.flatnonzero(~posed):
-                    w2c[f] = w2c[idx[np.argmin(np.abs(idx - f))]]
-                grown.append(((r, j), w2c, posed))
-            shared = visible[r] & visible[j] & usable
-            if inliers.sum() >= SECOND_MOTION * shared.sum():
-                break
-            usable = usable & ~inliers
+    for r, far in _initial_pairs(tracks, visible, allowed):
+        dominant = _motions(tracks, visible, intrinsics, r, far, np.ones(tracks.shape[1], bool), grown, 1)
+        if dominant is None:
+            continue
+        near = _near_partner(tracks, visible, allowed, r, far, dominant)
+        if near is not None:
+            _motions(tracks, visible, intrinsics, r, near, ~dominant, grown, 2)
     return grown
+
+
+def _motions(tracks: np.ndarray, visible: np.ndarray, k: np.ndarray, r: int, j: int, usable: np.ndarray,
+             grown: list, motions: int) -> np.ndarray | None:
+    """Cameras grown, appended to ``grown``, from the pair (r, j)'s dominant motion among the ``usable`` (P,) tracks,
+    then — up to ``motions`` — from the next one while the last leaves ``SECOND_MOTION`` of them (and ≥
+    ``MIN_SHARED``) out → the dominant motion's inliers (P,) bool, or None when no essential matrix is found."""
+    first = None
+    for _ in range(motions):
+        found = _relative_pose(tracks, visible, k, r, j, usable)
+        if found is None:
+            break
+        relative, inliers = found
+        first = inliers if first is None else first
+        result = _grow(tracks, visible, k, r, j, relative, inliers, usable)
+        if result is not None:
+            w2c, posed = result
+            idx = np.flatnonzero(posed)
+            for f in np.flatnonzero(~posed):
+                w2c[f] = w2c[idx[np.argmin(np.abs(idx - f))]]
+            grown.append(((r, j), w2c, posed))
+        shared = visible[r] & visible[j] & usable
+        if (shared & ~inliers).sum() < max(MIN_SHARED, SECOND_MOTION * shared.sum()):
+            break
+        usable = usable & ~inliers
+    return first
