@@ -170,6 +170,7 @@ def test_a_close_mover_holding_most_tracks_is_not_the_world():
         solution = solve_cameras(tracks, visible, blind_cams, None, adjust=adjust, refine_focal=False)
         fits = _fitting_tracks(tracks, visible, solution.cameras, False)
         assert solution.seeds[solution.source] < max(solution.seeds.values())      # not the count's choice
+        assert any("close mover was taken for the world" in note for note in solution.notes)
         assert (fits & on_mover).sum() == 0 and (fits & ~on_mover).sum() >= 0.9 * (truth_fits & ~on_mover).sum()
         relative = invert_rigid(solution.cameras.camera_to_world[0]) @ solution.cameras.camera_to_world
         assert _rotation_error_deg(relative, invert_rigid(c2w[0]) @ c2w) < (0.5 if adjust else 3.0)  # the box: 25°

@@ -171,8 +171,7 @@ def test_bundle_adjustment_stage(checkpoint):
     rec = tracks4d.reconstruct(scene.tracks, checkpoint, progress=False, bundle_adjust=True)
     report = rec.meta["stages"]["cameras"]["bundle_adjustment"]
     assert "cameras_s" in rec.meta["timings"]
-    # a robust loss may trade a little RMS for the inliers (bundle_adjust's contract): the median must not rise
-    assert report["skipped"] or (report["final_median_px"] <= report["initial_median_px"]
-                                 and report["final_rms_px"] <= 1.05 * report["initial_rms_px"])
+    # adjusted (not rejected) and closer to the tracks: a robust loss may trade a little RMS for the inliers
+    assert not report["skipped"] and report["final_median_px"] < report["initial_median_px"]
     without = tracks4d.reconstruct(scene.tracks, checkpoint, progress=False)
     assert without.meta["stages"]["cameras"]["bundle_adjustment"] is None

@@ -434,6 +434,7 @@ def _verdict(solution: CameraSolution, motion: MotionLevels, placed: PlacedPoint
     notes = [f"cameras: {solution.model.kind} motion from the {solution.source.split(':')[0]} seed{adjusted}; "
              f"{states['static']} of {len(motion.static)} tracks static, {states['moving']} moving, "
              f"{states['unreliable']} unreliable (they fail the static fit alone: lost tracks, reflections)"]
+    notes += solution.notes
     if solution.rotation_only:
         notes.append("the camera only rotates or stands still: static depth is unobservable (the network's is used)")
     elif solution.model.kind == "mixed":

@@ -29,7 +29,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -56,6 +56,7 @@ SEED_TRACKS_PER_FRAME = 400  # seeds are grown, adjusted and judged on the longe
 SURROUND_MARGIN = 0.5       # a seed whose static tracks surround the most-fitting seed's by this margin is the world
 MAX_SHARED_FIT = 0.5        # … when the two explain different tracks (share of the smaller set explained by both)
 SURROUND_FRAMES = 12        # frames the surround test looks at
+MIN_WORLD_COVERAGE = 0.8    # … and a surrounding seed must have posed this share of the frames itself
 
 CAMERA_INITS = ("auto", "network")
 """auto: the network's cameras or the tracks', by the residual test; network: the network's only."""
@@ -65,13 +66,15 @@ CAMERA_INITS = ("auto", "network")
 class CameraSolution:
     """cameras · model: the motion model · source: "network", "tracks i: r-j" (the i-th growth, from the
     initial pair r, j) or
-    "rotation" (rotation-only clip) · seeds: tracks that fit as static under each seed tried · ba: the bundle adjustment's report (None: not run)."""
+    "rotation" (rotation-only clip) · seeds: tracks that fit as static under each seed tried · ba: the bundle
+    adjustment's report (None: not run) · notes: what the verdict should say about the choice (a close mover)."""
 
     cameras: Cameras
     model: MotionModel
     source: str
     seeds: dict
     ba: BAReport | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def rotation_only(self) -> bool:
@@ -79,7 +82,7 @@ class CameraSolution:
 
     def to_meta(self) -> dict:
         return {"model": self.model.kind, "motion_model": self.model.to_dict(), "source": self.source,
-                "seed_static_tracks": self.seeds,
+                "seed_static_tracks": self.seeds, "notes": self.notes,
                 "bundle_adjustment": None if self.ba is None else self.ba.to_dict()}
 
 
@@ -135,20 +138,30 @@ def _inside_share(tracks: np.ndarray, visible: np.ndarray, outer: np.ndarray, in
 
 
 def _world(fits: dict[str, np.ndarray], best: str, candidates: list[str], tracks: np.ndarray,
-           visible: np.ndarray) -> str:
-    """The seed whose static tracks are the world: ``best`` (the most-fitting), unless a candidate explaining other
-    tracks (``MAX_SHARED_FIT``) surrounds it — the candidate's tracks enclose ``best``'s in the image far more than
-    the reverse (``SURROUND_MARGIN``): a large mover close to the camera, filling the middle of the frame, holds most
-    of the tracks, and the scene around it and at the image border is the world."""
-    chosen, margin = best, SURROUND_MARGIN
+           visible: np.ndarray, coverage: dict[str, float]) -> tuple[str, str | None]:
+    """The seed whose static tracks are the world, and a note for the verdict (None: nothing to say): ``best`` (the
+    most-fitting), unless a candidate explaining other tracks (``MAX_SHARED_FIT``) surrounds it — the candidate's
+    tracks enclose ``best``'s in the image far more than the reverse (``SURROUND_MARGIN``): a large mover close to the
+    camera, filling the middle of the frame, holds most of the tracks, and the scene around it and at the image
+    border is the world. A surrounding candidate posed in under ``MIN_WORLD_COVERAGE`` of the frames (``coverage``)
+    is noted, not chosen: half a clip's cameras are worse than a mover's."""
+    chosen, margin, note = best, SURROUND_MARGIN, None
     for name in candidates:
         a, b = fits[name], fits[best]
         if name == best or not a.any() or (a & b).sum() > MAX_SHARED_FIT * min(a.sum(), b.sum()):
             continue
         surround = _inside_share(tracks, visible, a, b) - _inside_share(tracks, visible, b, a)
-        if surround >= margin:
-            chosen, margin = name, surround
-    return chosen
+        if surround < margin:
+            continue
+        if coverage.get(name, 1.0) < MIN_WORLD_COVERAGE:
+            note = (f"the {int(b.sum())} tracks the cameras rest on are surrounded in the image by {int(a.sum())} that "
+                    f"move otherwise, which could not be followed through the clip: the cameras may follow a close "
+                    f"mover")
+            continue
+        chosen, margin = name, surround
+        note = (f"the scene around a close mover was taken for the world ({int(a.sum())} tracks surround the "
+                f"{int(b.sum())} of the motion most tracks share)")
+    return chosen, note
 
 
 def _spread_subset(static: np.ndarray, visible: np.ndarray, per_frame: int) -> np.ndarray:
@@ -207,10 +220,12 @@ def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, net
     if model.kind == "rotation":
         return CameraSolution(rotation, model, "rotation", {})
     seeds = {"network": network}
+    coverage: dict[str, float] = {}            # share of frames a track seed posed itself
     if camera_init == "auto":
-        for i, ((r, j), w2c, _) in enumerate(cameras_from_tracks(tracks_c, visible_c, k,
-                                                                  allowed=~model.rotation_frames())):
+        for i, ((r, j), w2c, posed) in enumerate(cameras_from_tracks(tracks_c, visible_c, k,
+                                                                      allowed=~model.rotation_frames())):
             seeds[f"tracks {i}: {r}-{j}"] = Cameras(w2c, k)
+            coverage[f"tracks {i}: {r}-{j}"] = float(posed.mean())
     fits = {name: _fitting_tracks(tracks_c, visible_c, cams, False) for name, cams in seeds.items()}
     counts = {name: int(fit.sum()) for name, fit in fits.items()}
     reports: dict[str, BAReport] = {}
@@ -219,39 +234,46 @@ def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, net
         ranked = sorted((name for name in seeds if counts[name] >= SHORTLIST_SHARE * best and counts[name] > 0),
                         key=lambda name: -counts[name])
         shortlist = ranked[:SHORTLIST]
-        world = _world(fits, ranked[0], ranked, tracks_c, visible_c) if ranked else None
+        world = _world(fits, ranked[0], ranked, tracks_c, visible_c, coverage)[0] if ranked else None
         if world is not None and world not in shortlist:       # a world outvoted by a close mover is adjusted too
             shortlist.append(world)
+        mover = fits[ranked[0]] if world is not None and world != ranked[0] else None
         for name in shortlist:
             seeds[name], reports[name] = _adjust(tracks_c, visible_c, seeds[name], gamma_c, static_gamma,
-                                                 refine_focal, max_iterations=SEED_ITERATIONS)
+                                                 refine_focal, max_iterations=SEED_ITERATIONS,
+                                                 exclude=mover if name == world else None)
             fits[name] = _fitting_tracks(tracks_c, visible_c, seeds[name], False)
             counts[name] = int(fits[name].sum())
     judged = list(reports or seeds)            # with adjustment, only adjusted seeds (else one could skip it)
-    source = max(judged, key=lambda name: (counts[name], name == "network"))
-    source = _world(fits, source, [name for name in judged if counts[name] >= SHORTLIST_SHARE * counts[source]],
-                    tracks_c, visible_c)
+    most = max(judged, key=lambda name: (counts[name], name == "network"))
+    source, note = _world(fits, most, [name for name in judged if counts[name] >= SHORTLIST_SHARE * counts[most]],
+                          tracks_c, visible_c, coverage)
     counts["rotation"] = int(_fitting_tracks(tracks_c, visible_c, rotation, True).sum())
     if counts["rotation"] >= max(ROTATION_PREFERENCE * counts[source], MIN_FITTING):
         model = MotionModel("rotation", [Segment(0, len(tracks), "rotation")], model.pairs)
         return CameraSolution(rotation, model, "rotation", counts)
     report = reports.get(source)
     if report is not None and not report.skipped:  # the chosen cameras, finished on more static tracks
+        mover = None if source == most else _fitting_tracks(tracks, visible, seeds[most], False)
         cameras, final = _adjust(tracks, visible, seeds[source], network_gamma, static_gamma, refine_focal,
-                                 FINAL_TRACKS_PER_FRAME)
+                                 FINAL_TRACKS_PER_FRAME, exclude=mover)
         if not final.skipped:
             seeds[source], report = cameras, final
-    return CameraSolution(seeds[source], model, source, counts, report)
+    return CameraSolution(seeds[source], model, source, counts, report, [note] if note else [])
 
 
 def _adjust(tracks: np.ndarray, visible: np.ndarray, seed: Cameras, network_gamma: np.ndarray | None,
             static_gamma: float | None, refine_focal: bool,
-            per_frame: int = BA_TRACKS_PER_FRAME, max_iterations: int = 100) -> tuple[Cameras, BAReport]:
-    """One bundle adjustment from ``seed``: the motion stage's static set under it, lost frames resected, the
-    longest static tracks until every frame sees ``per_frame`` within the gate."""
+            per_frame: int = BA_TRACKS_PER_FRAME, max_iterations: int = 100,
+            exclude: np.ndarray | None = None) -> tuple[Cameras, BAReport]:
+    """One bundle adjustment from ``seed``: the motion stage's static set under it (less the ``exclude`` (P,)
+    tracks: those of the close mover a surrounding world was chosen over), lost frames resected, the longest static
+    tracks until every frame sees ``per_frame`` within the gate."""
     points, errors = static_fit(tracks, visible, seed, rotation_only=False)
     focal = float(np.mean(seed.intrinsics[:, [0, 1], [0, 1]]))
     static = motion_levels(errors, visible, focal, network_gamma, static_gamma).static
+    if exclude is not None:
+        static &= ~exclude
     start = _resect_lost_frames(tracks, visible, seed, points, static)
     near = reprojection_errors(np.nan_to_num(points), tracks.astype(np.float64), start.world_to_camera,
                                start.intrinsics) < MAX_INITIAL_ERROR_PX

@@ -3,9 +3,10 @@
 A static track, placed by triangulation (general motion) or as a direction (a camera that only rotates), reprojects
 within the tracker's noise in every frame that sees it; a track on something that moves does not. Each track's
 residual — the ``RESIDUAL_QUANTILE`` of its reprojection errors over the frames that see it, robust to a few
-outlying entries — is compared with the clip's noise level (the robust spread of the residuals of the best-fitting
-``NOISE_SHARE`` of the tracks: a close mover may hold most of them). Where geometry says little (a track seen in few
-frames) the network's γ fills in, as far as it agrees with geometry on the tracks geometry is sure of.
+outlying entries — is compared with the clip's noise level (the robust spread of the residuals of the better-fitting
+half of the tracks, or of the best quarter when a close mover holds most of them). Where geometry says little (a
+track seen in few frames) the network's γ fills in, as far as it agrees with geometry on the tracks geometry is sure
+of.
 
 γ (``motion_level``, DESIGN §4): the residual in normalised image units (px / focal), fused with the network's γ
 (rank-matched to that scale) by each track's confidence. A static track's γ is about the noise level over the focal
@@ -41,7 +42,7 @@ __all__ = ["MotionLevels", "static_fit", "track_residuals", "motion_levels", "mo
 RESIDUAL_QUANTILE = 0.8   # a track's residual: this quantile of its per-frame reprojection errors
 STATIC_SIGMAS = 4.0       # static: residual below this × the clip's noise level
 MIN_NOISE_PX = 0.25       # the noise level never drops below this (sub-pixel trackers on a still scene)
-NOISE_SHARE = 0.25        # the noise level: from the best-fitting this share of the tracks
+NOISE_SPREAD = 2.0        # the noise level: at most this × that of the best-fitting quarter of the tracks
 CONFIDENT_FRAMES = 10     # a track seen in this many frames is judged by geometry alone
 MIN_AGREEMENT_TRACKS = 10  # sure moving and sure static tracks, each, needed to judge the network's γ
 STATIC_SPREAD = 12.0      # static: residual also below this × the 25th percentile of the clip's residuals
@@ -132,16 +133,18 @@ def track_residuals(errors: np.ndarray, visible: np.ndarray) -> np.ndarray:
 
 
 def _noise_level(errors: np.ndarray, residual: np.ndarray) -> float:
-    """Robust spread (1.4826 × median absolute error) of the entries of the best-fitting ``NOISE_SHARE`` of the
-    tracks (the static scene may be a minority: a close animal with 65 % of the tracks took the noise level from 0.5
-    to 6 px with the better half)."""
+    """Robust spread (1.4826 × median absolute error) of the entries of the better-fitting half of the tracks — at
+    most ``NOISE_SPREAD`` × that of the best-fitting quarter: where a close mover holds most of the tracks, its tracks
+    fill the better half (65 % of the tracks on a mover took the level from 0.5 to 6 px)."""
     finite = np.isfinite(residual)
     if not finite.any():
         return MIN_NOISE_PX
-    better = finite & (residual <= np.quantile(residual[finite], NOISE_SHARE))
-    entries = errors[:, better]
-    entries = entries[np.isfinite(entries)]
-    return max(float(1.4826 * np.median(entries)) if entries.size else MIN_NOISE_PX, MIN_NOISE_PX)
+    spreads = []
+    for share in (0.5, 0.25):
+        entries = errors[:, finite & (residual <= np.quantile(residual[finite], share))]
+        entries = entries[np.isfinite(entries)]
+        spreads.append(float(1.4826 * np.median(entries)) if entries.size else MIN_NOISE_PX)
+    return max(min(spreads[0], NOISE_SPREAD * spreads[1]), MIN_NOISE_PX)
 
 
 def _rank_matched(values: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -140,27 +140,42 @@ def _grow(tracks: np.ndarray, visible: np.ndarray, k: np.ndarray, r: int, j: int
     order = sorted(set(range(n)) - {r, j}, key=lambda f: min(abs(f - r), abs(f - j)))
     pending = np.zeros(n, bool)  # frames posed since the last triangulation of fresh tracks
     for f in order:
-        seen = visible[f] & np.isfinite(points[:, 0])
-        if seen.sum() < MIN_PNP:
+        pose = _resect(points, tracks[f], visible[f], k[f])
+        if pose is None and pending.any():    # the frame may see tracks the pending frames would place: place them
+            _place_fresh(points, tracks, visible & usable, w2c, k, posed, pending)
+            pending[:] = False
+            pose = _resect(points, tracks[f], visible[f], k[f])
+        if pose is None:
             continue
-        use = np.flatnonzero(seen)
-        if use.size > MAX_PNP_POINTS:                    # a spread-out subset poses a frame as well, faster
-            use = use[np.linspace(0, use.size - 1, MAX_PNP_POINTS).astype(int)]
-        ok, rvec, tvec, pnp_inliers = cv2.solvePnPRansac(points[use], tracks[f, use], k[f], None,
-                                                         reprojectionError=RANSAC_PX, iterationsCount=100,
-                                                         flags=cv2.SOLVEPNP_AP3P)  # 3× the iterative;
-        # its final pose comes from EPnP on the inliers: refine it (LM) as the iterative solver would
-        if not ok or pnp_inliers is None or len(pnp_inliers) < MIN_PNP:
-            continue
-        inlying = use[pnp_inliers[:, 0]]
-        rvec, tvec = cv2.solvePnPRefineLM(points[inlying], tracks[f, inlying], k[f], None, rvec, tvec)
-        w2c[f, :3, :3], w2c[f, :3, 3] = cv2.Rodrigues(rvec)[0], tvec[:, 0]
+        w2c[f], support = pose
         posed[f] = pending[f] = True
         # triangulating every few frames keeps the cost linear; sooner when the frame's support runs low
-        if pending.sum() >= TRIANGULATE_EVERY or seen.sum() < 3 * MIN_PNP:
+        if pending.sum() >= TRIANGULATE_EVERY or support < 3 * MIN_PNP:
             _place_fresh(points, tracks, visible & usable, w2c, k, posed, pending)
             pending[:] = False
     return (w2c, posed) if posed.sum() >= 3 else None
+
+
+def _resect(points: np.ndarray, pixels: np.ndarray, seen: np.ndarray, k: np.ndarray
+            ) -> tuple[np.ndarray, int] | None:
+    """A frame's pose by RANSAC PnP against the placed ``points`` (P, 3) it sees (``seen`` (P,), at ``pixels``
+    (P, 2)) → (w2c (4, 4), the number of placed points it sees), or None with fewer than ``MIN_PNP`` inliers."""
+    use = np.flatnonzero(seen & np.isfinite(points[:, 0]))
+    if use.size < MIN_PNP:
+        return None
+    support = use.size
+    if use.size > MAX_PNP_POINTS:                        # a spread-out subset poses a frame as well, faster
+        use = use[np.linspace(0, use.size - 1, MAX_PNP_POINTS).astype(int)]
+    ok, rvec, tvec, inliers = cv2.solvePnPRansac(points[use], pixels[use], k, None, reprojectionError=RANSAC_PX,
+                                                 iterationsCount=100, flags=cv2.SOLVEPNP_AP3P)  # 3× the iterative;
+    if not ok or inliers is None or len(inliers) < MIN_PNP:
+        return None
+    # its final pose comes from EPnP on the inliers: refine it (LM) as the iterative solver would
+    inlying = use[inliers[:, 0]]
+    rvec, tvec = cv2.solvePnPRefineLM(points[inlying], pixels[inlying], k, None, rvec, tvec)
+    w2c = np.eye(4)
+    w2c[:3, :3], w2c[:3, 3] = cv2.Rodrigues(rvec)[0], tvec[:, 0]
+    return w2c, support
 
 
 def _place_fresh(points, tracks, visible, w2c, k, posed, pending) -> None:
@@ -176,8 +191,6 @@ def _place_fresh(points, tracks, visible, w2c, k, posed, pending) -> None:
     new = triangulate(sub_tracks, sub_visible, w2c[frames], k[frames])
     new[~consistent_static(new, sub_tracks, sub_visible, w2c[frames], k[frames], every)] = np.nan
     points[fresh] = new
-
-    return (w2c, posed) if posed.sum() >= 3 else None
 
 
 def cameras_from_tracks(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.ndarray,
