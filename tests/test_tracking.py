@@ -137,3 +137,19 @@ def test_real_clip_tracks():
     ts = track_video(path, max_frames=40)
     assert ts.n_points > 300 and ts.visible.mean() > 0.7
     assert ts.image_size.tolist() == [724, 406]
+
+
+def test_queries_fill_the_cells_the_schedule_leaves_empty():
+    """The left half shows a steady texture only in frames 12–27 (noise before and after): the schedule's queries
+    (frames 0 and 39) find nothing to follow there; the fill queries halfway (frame 19) do, and only there."""
+    frames = shifted_clip(n=40, velocity=(0.0, 0.0))
+    noise = np.random.default_rng(6).integers(0, 255, (40, 120, 80, 3), dtype=np.uint8)
+    frames[:12, :, :80], frames[28:, :, :80] = noise[:12], noise[28:]
+    without = track_frames(frames, TrackerConfig(grid=8, query_every=100, fill=False))
+    assert not (without.visible[19] & (without.tracks[19, :, 0] < 70)).any()
+    ts = track_frames(frames, TrackerConfig(grid=8, query_every=100))
+    filled = ts.query_frame == 19
+    assert filled.sum() >= 10 and (ts.tracks[19, filled, 0] < 80).mean() > 0.9   # the left half's empty cells
+    left = filled & (ts.tracks[19, :, 0] < 80)
+    assert ts.visible[13:27, left].mean() > 0.9 and not ts.visible[:10, left].any()   # followed while it shows
+    np.testing.assert_allclose(ts.tracks[19, left], ts.tracks[24, left], atol=0.5)    # still: they stay put
