@@ -29,10 +29,10 @@ from .contracts import Cameras, Reconstruction, TrackSet
 from .geometry.cameras import CAMERA_INITS, CameraSolution, solve_cameras
 from .geometry.ground import GroundContact, ground_contact
 from .geometry.motion import MotionLevels, motion_levels, motion_states, static_fit
-from .geometry.plausible import between_sightings, flying_entries, plausible_trajectories
-from .geometry.points import PlacedPoints, place_points
+from .geometry.plausible import between_sightings, flying_entries, on_their_object, plausible_trajectories
+from .geometry.points import PlacedPoints, on_rays, place_points
 from .geometry.refine import Refined, refine_moving
-from .geometry.transforms import transform_points
+from .geometry.transforms import invert_rigid, transform_points
 from .io.video import Clip, read_video
 from .network.checkpoint import default_checkpoint, default_moving_checkpoint
 from .network.conditioned import MovingDepth, conditioning, load_conditioned, moving_depth
@@ -294,9 +294,14 @@ def refine(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, placed: Pla
                             placed.depth[:, index], sigma)
     points = placed.points.copy()
     depth = transform_points(cameras.world_to_camera, refined.points)[..., 2]
-    # never behind the camera, never off the track (an entry the low-rank trajectory cannot follow): else the proposal
-    kept = np.isfinite(refined.points).all(-1) & (depth > 0) & ~(refined.error_px > REFINE_MAX_PX)
-    points[:, index] = np.where(kept[..., None], refined.points, placed.points[:, index])
+    usable = np.isfinite(refined.points).all(-1) & (depth > 0)            # never behind the camera
+    kept = usable & ~(refined.error_px > REFINE_MAX_PX)
+    # an entry the low-rank trajectory cannot follow (off its track) goes onto its own ray at the refined depth, not
+    # back to the proposal's (one track alternating between two depths); behind the camera: the proposal
+    onto_ray = transform_points(invert_rigid(cameras.world_to_camera),
+                                on_rays(tracks.tracks[:, index], cameras, np.where(usable, depth, 1.0)))
+    points[:, index] = np.where(kept[..., None], refined.points,
+                                np.where(usable[..., None], onto_ray, placed.points[:, index]))
     depth = transform_points(cameras.world_to_camera, points)[..., 2]
     errors = refined.error_px[kept & np.isfinite(refined.error_px)]
     refined.reprojection_px = float(np.median(errors)) if errors.size else 0.0
@@ -305,21 +310,23 @@ def refine(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, placed: Pla
 
 def keep_plausible(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, placed: PlacedPoints
                    ) -> tuple[PlacedPoints, dict]:
-    """Plausibility stage: moving points' flying entries (a jump along the ray that their neighbourhood does not
-    share, :mod:`~tracks4d.geometry.plausible`) given the neighbourhood's motion, their unseen entries interpolated
-    between sightings → (points, counts for ``meta``)."""
+    """Plausibility stage (:mod:`~tracks4d.geometry.plausible`): moving tracks off their object's depth scaled onto
+    it, flying entries (a jump along the ray that their neighbourhood does not share) given the neighbourhood's
+    motion, unseen entries interpolated between sightings → (points, counts for ``meta``)."""
     static_depth = placed.depth[:, motion.static][tracks.visible[:, motion.static]]
     static_depth = static_depth[np.isfinite(static_depth) & (static_depth > 0)]
     if not motion.moving.any() or static_depth.size == 0:
         return placed, {"flying_before": 0, "flying_after": 0}
     scale = float(np.median(static_depth))
     before = int(flying_entries(placed.points, tracks.tracks, tracks.visible, motion.moving, scale).sum())
-    points, replaced = plausible_trajectories(placed.points, tracks.tracks, tracks.visible, motion.moving, cameras,
-                                              scale)
+    points, off_object = on_their_object(placed.points, tracks.tracks, tracks.visible, motion.moving,
+                                         cameras.world_to_camera, max(image_size_of(tracks)))
+    points, replaced = plausible_trajectories(points, tracks.tracks, tracks.visible, motion.moving, cameras, scale)
     points = between_sightings(points, tracks.visible, motion.moving)
     after = int(flying_entries(points, tracks.tracks, tracks.visible, motion.moving, scale).sum())
     depth = transform_points(cameras.world_to_camera, points)[..., 2]
-    counts = {"flying_before": before, "flying_after": after, "replaced": int(replaced.sum()), "scene_depth": scale}
+    counts = {"flying_before": before, "flying_after": after, "replaced": int(replaced.sum()),
+              "off_object": int((off_object & tracks.visible).sum()), "scene_depth": scale}
     return PlacedPoints(points, placed.static_points, depth, placed.observed, placed.scale), counts
 
 

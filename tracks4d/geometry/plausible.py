@@ -9,21 +9,34 @@ reprojects onto its track). :func:`flying_entries` counts them; the pipeline rep
 Where a moving track is not seen, nothing observes its depth: its point there is interpolated between the frames that
 see it (held at the nearest one before the first and after the last, :func:`between_sightings`) instead of a
 low-rank trajectory's extrapolation.
+A whole track can also sit at the wrong depth: a short track the moving network placed off its object (on a walking
+bear, a track at twice the bear's depth, behind the wall the bear stands in front of). :func:`on_their_object`
+compares each moving track's depth, frame by frame, with the median depth of the moving tracks around it in the image;
+where those agree among themselves (spread below ``OBJECT_SPREAD``), an entry ``OFF_OBJECT`` times nearer or farther
+is scaled along its ray (its pixel unchanged) to the track's usual ratio in the frames where it is on its object (to
+the neighbourhood's depth if it never is); where a track is off on the whole, so are its unjudged entries.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+from scipy.spatial import cKDTree
 
 from ..contracts import Cameras
-from .transforms import invert_rigid
+from .transforms import invert_rigid, transform_points
 
-__all__ = ["flying_entries", "plausible_trajectories", "between_sightings", "FLYING_STEP", "STILL_STEP",
-           "NEIGHBOURS"]
+__all__ = ["flying_entries", "plausible_trajectories", "between_sightings", "on_their_object", "FLYING_STEP",
+           "STILL_STEP", "NEIGHBOURS", "OFF_OBJECT", "OBJECT_NEIGHBOURS", "OBJECT_SPREAD", "OBJECT_RADIUS"]
 
 FLYING_STEP = 0.10   # of the scene depth: a step longer than this in one frame …
 STILL_STEP = 0.02    # … while the neighbours' median step is below this, is flying
 NEIGHBOURS = 8       # moving tracks nearest in the image that make a point's neighbourhood
+OFF_OBJECT = 1.3     # a track this many times farther (or nearer) than its neighbourhood on median is off its object
+OBJECT_SPREAD = 0.2  # … when the neighbourhood's depths agree: median |depth − their median| below this share of it
+OBJECT_RADIUS = 0.15  # neighbours count within this share of the image's larger side
+OBJECT_NEIGHBOURS = 16  # moving tracks nearest in the image whose depth is the object's there
 
 
 def _neighbour_steps(points: np.ndarray, tracks: np.ndarray, both: np.ndarray, t: int, index: np.ndarray
@@ -106,3 +119,53 @@ def between_sightings(points: np.ndarray, visible: np.ndarray, moving: np.ndarra
         for axis in range(3):
             points[:, p, axis] = np.interp(frames, seen, points[seen, p, axis])
     return points
+
+
+def on_their_object(points: np.ndarray, tracks: np.ndarray, visible: np.ndarray, moving: np.ndarray,
+                    world_to_camera: np.ndarray, image_side: float) -> tuple[np.ndarray, np.ndarray]:
+    """Moving tracks' entries off their object's depth scaled onto it along their rays (module docstring)
+    → (points (N, P, 3), moved (N, P) bool).
+
+    points (N, P, 3) world · tracks (N, P, 2) px · visible (N, P) · moving (P,) bool · world_to_camera (N, 4, 4) ·
+    image_side: the image's larger side in px."""
+    index = np.flatnonzero(moving)
+    if index.size <= OBJECT_NEIGHBOURS:
+        return points, np.zeros(visible.shape, bool)
+    camera = transform_points(world_to_camera, points[:, index])
+    depth = camera[..., 2]
+    ratio = np.full(depth.shape, np.nan)                         # (N, M): depth over the neighbourhood's
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)          # all-NaN medians: no neighbourhood there
+        for t in range(depth.shape[0]):
+            ratio[t] = _over_neighbourhood(depth[t], tracks[t, index], visible[t, index], image_side)
+        inside = np.where(np.abs(np.log(ratio)) <= np.log(OFF_OBJECT), ratio, np.nan)
+        usual = np.nan_to_num(np.nanmedian(inside, axis=0), nan=1.0)       # (M,) its ratio where on its object
+        typical = np.nanmedian(ratio, axis=0)                              # (M,) … and over all its frames
+    off = np.isfinite(ratio) & np.isnan(inside)
+    factor = np.where(off, usual / ratio, 1.0)                             # off entries back to its usual ratio
+    unknown = np.isnan(ratio) & (np.abs(np.log(typical)) > np.log(OFF_OBJECT))[None]
+    factor = np.where(unknown, usual / typical, factor)                    # … and a track off on the whole too
+    moved = np.zeros(visible.shape, bool)
+    moved[:, index] = factor != 1.0
+    if not moved.any():
+        return points, moved
+    points = points.copy()
+    points[:, index] = transform_points(invert_rigid(world_to_camera), camera * factor[..., None])
+    return points, moved
+
+
+def _over_neighbourhood(depth: np.ndarray, pixels: np.ndarray, seen: np.ndarray, image_side: float) -> np.ndarray:
+    """One frame's (M,) ``depth`` over the median depth of each track's nearest seen neighbours in the image
+    (``pixels`` (M, 2), ``seen`` (M,)); NaN where a track is unseen or its neighbourhood is too small or disagrees."""
+    out = np.full(depth.shape, np.nan)
+    sel = np.flatnonzero(seen & np.isfinite(depth) & (depth > 0))
+    if sel.size <= OBJECT_NEIGHBOURS:
+        return out
+    distance, nearest = cKDTree(pixels[sel]).query(pixels[sel], OBJECT_NEIGHBOURS + 1)   # the first is the track itself
+    distance, nearest = distance[:, 1:], nearest[:, 1:]
+    close = distance < OBJECT_RADIUS * image_side
+    around = np.where(close & (close.sum(1, keepdims=True) >= OBJECT_NEIGHBOURS // 2), depth[sel][nearest], np.nan)
+    centre = np.nanmedian(around, axis=1)
+    spread = np.nanmedian(np.abs(around - centre[:, None]), axis=1) / centre
+    out[sel] = np.where(spread < OBJECT_SPREAD, depth[sel] / centre, np.nan)
+    return out

@@ -71,7 +71,10 @@ def refine_moving(points: np.ndarray, tracks: np.ndarray, visible: np.ndarray, c
                          requires_grad=True)
     bases = torch.tensor(np.concatenate([centre[:, None], vt[:k - 1].reshape(k - 1, m, 3).transpose(1, 0, 2)], 1),
                          dtype=dtype, requires_grad=True)
-    step = _Adam([coeff, bases], lr=config.lr * scale)
+    # a basis step moves points by its size times the component's coefficients: damped where those exceed 1 (a
+    # large motion's, ~200 on bear.mp4, ran away from every track) so that no step moves points by over lr × scale
+    size = np.concatenate([[1.0], np.maximum(s[:k - 1] / np.sqrt(n), 1.0)])
+    step = _Adam([coeff, bases], lr=[config.lr * scale, torch.tensor(config.lr * scale / size, dtype=dtype)[:, None]])
     mask = torch.ones(n, k, dtype=dtype)
     mask[:, 0] = 0.0
     fixed = torch.zeros(n, k, dtype=dtype)
@@ -108,9 +111,10 @@ def refine_moving(points: np.ndarray, tracks: np.ndarray, visible: np.ndarray, c
 
 
 class _Adam:
-    """Adam on a few tensors (torch.optim's first step imports torch._dynamo: ~0.9 s in a fresh process)."""
+    """Adam on a few tensors, each with its learning rate (a number, or a tensor broadcast to the parameter's shape;
+    torch.optim's first step imports torch._dynamo: ~0.9 s in a fresh process)."""
 
-    def __init__(self, params: list[torch.Tensor], lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+    def __init__(self, params: list[torch.Tensor], lr: list[float | torch.Tensor], betas=(0.9, 0.999), eps: float = 1e-8):
         self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, eps, 0
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
@@ -119,7 +123,7 @@ class _Adam:
     def __call__(self, grads) -> None:
         self.t += 1
         b1, b2 = self.betas
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+        for p, g, m, v, lr in zip(self.params, grads, self.m, self.v, self.lr):
             m.mul_(b1).add_(g, alpha=1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            p.sub_(self.lr * (m / (1 - b1 ** self.t)) / ((v / (1 - b2 ** self.t)).sqrt() + self.eps))
+            p.sub_(lr * (m / (1 - b1 ** self.t)) / ((v / (1 - b2 ** self.t)).sqrt() + self.eps))
