@@ -174,3 +174,18 @@ def test_a_close_mover_holding_most_tracks_is_not_the_world():
         assert (fits & on_mover).sum() == 0 and (fits & ~on_mover).sum() >= 0.9 * (truth_fits & ~on_mover).sum()
         relative = invert_rigid(solution.cameras.camera_to_world[0]) @ solution.cameras.camera_to_world
         assert _rotation_error_deg(relative, invert_rigid(c2w[0]) @ c2w) < (0.5 if adjust else 3.0)  # the box: 25°
+
+
+def test_a_seed_whose_adjustment_could_refine_the_focal_wins_a_near_tie():
+    from tracks4d.geometry.bundle_adjust import BAReport
+    from tracks4d.geometry.cameras import _most_fitting
+
+    def report(fixed):
+        return BAReport(1.0, 0.5, 200, 2000, 1900, 0.1, refined_focal=True, fixed_structure=fixed)
+
+    counts = {"network": 0, "a": 496, "b": 492, "c": 300}
+    reports = {"a": report(True), "b": report(False), "c": report(False)}
+    assert _most_fitting(list(counts), counts, reports, refine_focal=True) == "b"     # a kept the guessed focal
+    assert _most_fitting(list(counts), counts, reports, refine_focal=False) == "a"    # known intrinsics: the count
+    counts["b"] = 450                                                                 # beyond the tie: the count
+    assert _most_fitting(list(counts), counts, reports, refine_focal=True) == "a"
