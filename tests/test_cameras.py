@@ -189,3 +189,30 @@ def test_a_seed_whose_adjustment_could_refine_the_focal_wins_a_near_tie():
     assert _most_fitting(list(counts), counts, reports, refine_focal=False) == "a"    # known intrinsics: the count
     counts["b"] = 450                                                                 # beyond the tie: the count
     assert _most_fitting(list(counts), counts, reports, refine_focal=True) == "a"
+
+
+def test_a_panning_cameras_focal_is_measured_from_its_rotations():
+    from tracks4d.geometry.cameras import _with_measured_focal
+
+    rng = np.random.default_rng(7)
+    n, p, f_true = 40, 400, 700.0
+    k_true = np.array([[f_true, 0, 320], [0, f_true, 240], [0, 0, 1]])
+    k_guess = np.array([[560.0, 0, 320], [0, 560.0, 240], [0, 0, 1]])
+    directions = rng.normal(size=(p, 3)) * [0.6, 0.4, 0] + [0, 0, 1]      # a field of view wider than a pan's path
+    angles = np.radians(np.linspace(0, 20, n))                             # a 20° pan
+    rot = np.stack([[[np.cos(a), 0, -np.sin(a)], [0, 1, 0], [np.sin(a), 0, np.cos(a)]] for a in angles])
+    cam = np.einsum("nij,pj->npi", rot, directions) @ k_true.T
+    tracks = cam[..., :2] / cam[..., 2:]
+    tracks += rng.normal(0, 0.3, tracks.shape)
+    visible = (cam[..., 2] > 0) & (tracks >= 0).all(-1) & (tracks[..., 0] < 640) & (tracks[..., 1] < 480)
+    guess = np.broadcast_to(k_guess, (n, 3, 3)).copy()
+    solved = _with_measured_focal(tracks, visible, Cameras(rotation_cameras(tracks, visible, guess, np.eye(4)), guess),
+                                  np.eye(4))
+    assert abs(solved.intrinsics[0, 0, 0] - f_true) < 0.02 * f_true
+    relative = solved.world_to_camera[-1, :3, :3] @ solved.world_to_camera[0, :3, :3].T
+    error = np.degrees(np.arccos(np.clip((np.trace(relative @ (rot[-1] @ rot[0].T).T) - 1) / 2, -1, 1)))
+    assert error < 0.3
+    still = np.broadcast_to(tracks[:1], tracks.shape) + rng.normal(0, 0.3, tracks.shape)   # a tripod: no rotation
+    seen = np.broadcast_to(visible[:1], visible.shape)
+    fixed = _with_measured_focal(still, seen, Cameras(rotation_cameras(still, seen, guess, np.eye(4)), guess), np.eye(4))
+    assert fixed.intrinsics[0, 0, 0] == 560.0                             # the tracks do not tell it: the guess

@@ -3,7 +3,8 @@
 1. Motion model (:func:`~.motion_model.select_motion_model`): general, rotation-only, or segments of both.
 2. A clip that only rotates (a tripod, a fixed camera): rotations from the tracks (rays of each frame fitted to an
    earlier frame's by RANSAC, chained to the earliest frame that shares enough tracks); the centre stays where the
-   network put frame 0. No parallax: nothing to adjust, static depth is unobservable.
+   network put frame 0. No parallax: nothing to adjust, static depth is unobservable. A guessed focal is measured
+   from the rotations where they tell it (:func:`_with_measured_focal`).
 3. Otherwise the seeds compete — found and judged on the longest tracks until every frame sees
    ``SEED_TRACKS_PER_FRAME`` (long clips carry long tracks: 5× the observations for 3× the frames; this keeps the
    stage linear in frames) — the network's cameras, cameras from the tracks alone grown from each of a few
@@ -39,9 +40,10 @@ import numpy as np
 from ..contracts import Cameras
 from .bundle_adjust import MIN_FRAME_OBSERVATIONS, BAReport, bundle_adjust
 from .motion import motion_levels, static_fit, track_residuals
-from .motion_model import MIN_SHARED, MotionModel, Segment, fit_rotation, select_motion_model
+from .motion_model import (MIN_SHARED, MotionModel, Segment, fit_rotation, rotation_focal,
+                           select_motion_model)
 from .track_sfm import cameras_from_tracks, enclosed
-from .triangulation import reprojection_errors, triangulate
+from .triangulation import bearings, reprojection_errors, triangulate
 
 __all__ = ["CameraSolution", "solve_cameras", "rotation_cameras", "CAMERA_INITS"]
 
@@ -114,6 +116,36 @@ def rotation_cameras(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.nda
     w2c[:, :3, :3] = rotations
     w2c[:, :3, 3] = -rotations @ centre
     return w2c
+
+
+FOCAL_PAIRS = 8             # frame pairs a rotating camera's focal is measured on
+FOCAL_INLIER_PX = 5.0       # … on the tracks its rotation under the guessed focal explains within this
+
+
+def _with_measured_focal(tracks: np.ndarray, visible: np.ndarray, rotation: Cameras, first: np.ndarray) -> Cameras:
+    """A camera that only rotates (:func:`rotation_cameras` under a guessed focal) again under the focal its
+    rotations tell (:func:`~.motion_model.rotation_focal`; a pan guessed at 560 px against a true 613 px turned 3.3°
+    wrong); unchanged when they do not tell it (a tripod, a small rotation)."""
+    k = rotation.intrinsics
+    pairs = []
+    for t in np.unique(np.linspace(1, len(tracks) - 1, FOCAL_PAIRS).round().astype(int)):
+        shared = np.flatnonzero((visible[:t] & visible[t]).sum(1) >= MIN_SHARED)
+        if shared.size == 0:
+            continue
+        r = int(shared[0])                                     # the earliest frame it shares enough with
+        both = np.flatnonzero(visible[r] & visible[t])
+        relative, _ = fit_rotation(tracks[r, both].astype(np.float64), tracks[t, both].astype(np.float64), k[r], k[t],
+                                   seed=t)
+        cam = bearings(tracks[r, both][None].astype(np.float64), k[r][None])[0] @ relative.T @ k[t].T
+        keep = both[np.linalg.norm(cam[:, :2] / cam[:, 2:] - tracks[t, both], axis=1) < FOCAL_INLIER_PX]
+        if keep.size >= MIN_SHARED:
+            pairs.append((tracks[r, keep].astype(np.float64), tracks[t, keep].astype(np.float64)))
+    focal = rotation_focal(pairs, k[0])
+    if focal is None:
+        return rotation
+    k = k.copy()
+    k[:, 0, 0] = k[:, 1, 1] = focal
+    return Cameras(rotation_cameras(tracks, visible, k, first), k)
 
 
 def _fitting_tracks(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, rotation_only: bool) -> np.ndarray:
@@ -235,6 +267,8 @@ def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, net
     gamma_c = None if network_gamma is None else network_gamma[core]
     model = select_motion_model(tracks_c, visible_c, k)
     rotation = Cameras(rotation_cameras(tracks_c, visible_c, k, network.world_to_camera[0]), k)
+    if refine_focal:
+        rotation = _with_measured_focal(tracks_c, visible_c, rotation, network.world_to_camera[0])
     if model.kind == "rotation":
         return CameraSolution(rotation, model, "rotation", {})
     seeds = {"network": network}

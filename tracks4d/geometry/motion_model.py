@@ -20,7 +20,7 @@ import numpy as np
 
 from .triangulation import bearings
 
-__all__ = ["Segment", "MotionModel", "select_motion_model", "rotation_share", "fit_rotation"]
+__all__ = ["Segment", "MotionModel", "select_motion_model", "rotation_share", "fit_rotation", "rotation_focal"]
 
 PAIR_GAP = 20          # frames between the two frames of a tested pair
 PAIR_STEP = 5          # first frames of tested pairs
@@ -99,6 +99,43 @@ def fit_rotation(pix_a: np.ndarray, pix_b: np.ndarray, k_a: np.ndarray, k_b: np.
         if refit_inliers.sum() >= best.sum():
             rotation, best = refit, refit_inliers
     return rotation, best
+
+
+FOCAL_RANGE = (0.6, 1.7)    # rotation_focal searches this range × the guess …
+FOCAL_STEPS = 41            # … on this many log-spaced focals
+FOCAL_GAIN = 0.8            # … and keeps the guess unless the best focal's error is below this × the guess's
+FOCAL_CAP_PX = 3.0          # transfer errors are capped here (a moving track costs no more than this)
+
+
+def rotation_focal(pairs: list[tuple[np.ndarray, np.ndarray]], guess: np.ndarray) -> float | None:
+    """The focal (px) under which a camera that only rotates explains its tracks best, or None when the tracks do
+    not tell it (a tripod or a small rotation: the error hardly changes with the focal).
+
+    A rotation's homography K R K⁻¹ bends the image by an amount the focal sets; a wrong guess leaves every pair's
+    best rotation with errors growing towards the image's edges. For each focal on a log grid over ``FOCAL_RANGE`` ×
+    the guess, each pair's rotation is refitted (Kabsch on its rays) and the mean transfer error, capped at
+    ``FOCAL_CAP_PX``, summed; the minimum is refined by a parabola through its neighbours. pairs: (pix_a (M, 2),
+    pix_b (M, 2)) of the same tracks in two frames · guess (3, 3): the intrinsics guessed (principal point kept)."""
+    if not pairs:
+        return None
+    f0 = float(np.mean(guess[[0, 1], [0, 1]]))
+    focals = f0 * np.geomspace(*FOCAL_RANGE, FOCAL_STEPS)
+    cost = np.zeros(FOCAL_STEPS)
+    for i, f in enumerate(focals):
+        k = guess.copy()
+        k[0, 0] = k[1, 1] = f
+        for pix_a, pix_b in pairs:
+            rays_a, rays_b = bearings(pix_a[None], k[None])[0], bearings(pix_b[None], k[None])[0]
+            rotation = _kabsch(rays_a, rays_b)
+            cost[i] += np.minimum(_transfer_errors(rotation[None], rays_a, pix_b, k)[0], FOCAL_CAP_PX).mean()
+    at_guess = float(np.interp(np.log(f0), np.log(focals), cost))
+    best = int(np.argmin(cost))
+    if best in (0, FOCAL_STEPS - 1) or not cost[best] < FOCAL_GAIN * at_guess:
+        return None
+    a, b, c = cost[best - 1: best + 2]
+    shift = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c > 0 else 0.0
+    step = np.log(focals[1] / focals[0])
+    return float(focals[best] * np.exp(np.clip(shift, -0.5, 0.5) * step))
 
 
 def rotation_share(pix_a: np.ndarray, pix_b: np.ndarray, k_a: np.ndarray, k_b: np.ndarray,
