@@ -32,7 +32,7 @@ from .geometry.motion import MotionLevels, motion_levels, motion_states, static_
 from .geometry.plausible import between_sightings, flying_entries, on_their_object, plausible_trajectories
 from .geometry.points import PlacedPoints, on_rays, place_points
 from .geometry.refine import Refined, refine_moving
-from .geometry.transforms import invert_rigid, transform_points
+from .geometry.transforms import transform_points
 from .io.video import Clip, read_video
 from .network.checkpoint import default_checkpoint, default_moving_checkpoint
 from .network.conditioned import MovingDepth, conditioning, load_conditioned, moving_depth
@@ -298,7 +298,7 @@ def refine(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, placed: Pla
     kept = usable & ~(refined.error_px > REFINE_MAX_PX)
     # an entry the low-rank trajectory cannot follow (off its track) goes onto its own ray at the refined depth, not
     # back to the proposal's (one track alternating between two depths); behind the camera: the proposal
-    onto_ray = transform_points(invert_rigid(cameras.world_to_camera),
+    onto_ray = transform_points(cameras.camera_to_world,
                                 on_rays(tracks.tracks[:, index], cameras, np.where(usable, depth, 1.0)))
     points[:, index] = np.where(kept[..., None], refined.points,
                                 np.where(usable[..., None], onto_ray, placed.points[:, index]))
@@ -326,7 +326,7 @@ def keep_plausible(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, pla
     after = int(flying_entries(points, tracks.tracks, tracks.visible, motion.moving, scale).sum())
     depth = transform_points(cameras.world_to_camera, points)[..., 2]
     counts = {"flying_before": before, "flying_after": after, "replaced": int(replaced.sum()),
-              "off_object": int((off_object & tracks.visible).sum()), "scene_depth": scale}
+              "off_object": int(off_object.sum()), "scene_depth": scale}
     return PlacedPoints(points, placed.static_points, depth, placed.observed, placed.scale), counts
 
 

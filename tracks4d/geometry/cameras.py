@@ -40,10 +40,9 @@ import numpy as np
 from ..contracts import Cameras
 from .bundle_adjust import MIN_FRAME_OBSERVATIONS, BAReport, bundle_adjust
 from .motion import motion_levels, static_fit, track_residuals
-from .motion_model import (MIN_SHARED, MotionModel, Segment, fit_rotation, rotation_focal,
-                           select_motion_model)
+from .motion_model import MIN_SHARED, MotionModel, Segment, fit_rotation, rotation_focal, select_motion_model
 from .track_sfm import cameras_from_tracks, enclosed
-from .triangulation import bearings, reprojection_errors, triangulate
+from .triangulation import reprojection_errors, triangulate
 
 __all__ = ["CameraSolution", "solve_cameras", "rotation_cameras", "CAMERA_INITS"]
 
@@ -119,27 +118,22 @@ def rotation_cameras(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.nda
 
 
 FOCAL_PAIRS = 8             # frame pairs a rotating camera's focal is measured on
-FOCAL_INLIER_PX = 5.0       # … on the tracks its rotation under the guessed focal explains within this
 
 
 def _with_measured_focal(tracks: np.ndarray, visible: np.ndarray, rotation: Cameras, first: np.ndarray) -> Cameras:
     """A camera that only rotates (:func:`rotation_cameras` under a guessed focal) again under the focal its
-    rotations tell (:func:`~.motion_model.rotation_focal`; a pan guessed at 560 px against a true 613 px turned 3.3°
-    wrong); unchanged when they do not tell it (a tripod, a small rotation)."""
-    k = rotation.intrinsics
+    rotations tell (:func:`~.motion_model.rotation_focal`, on frames against the earliest frame each shares
+    ``MIN_SHARED`` tracks with — the references :func:`rotation_cameras` chains to; a pan guessed at 560 px against a
+    true 613 px turned 3.3° wrong); unchanged when they do not tell it (a tripod, a small rotation)."""
+    k, r_world = rotation.intrinsics, rotation.world_to_camera[:, :3, :3]
     pairs = []
     for t in np.unique(np.linspace(1, len(tracks) - 1, FOCAL_PAIRS).round().astype(int)):
         shared = np.flatnonzero((visible[:t] & visible[t]).sum(1) >= MIN_SHARED)
-        if shared.size == 0:
-            continue
-        r = int(shared[0])                                     # the earliest frame it shares enough with
-        both = np.flatnonzero(visible[r] & visible[t])
-        relative, _ = fit_rotation(tracks[r, both].astype(np.float64), tracks[t, both].astype(np.float64), k[r], k[t],
-                                   seed=t)
-        cam = bearings(tracks[r, both][None].astype(np.float64), k[r][None])[0] @ relative.T @ k[t].T
-        keep = both[np.linalg.norm(cam[:, :2] / cam[:, 2:] - tracks[t, both], axis=1) < FOCAL_INLIER_PX]
-        if keep.size >= MIN_SHARED:
-            pairs.append((tracks[r, keep].astype(np.float64), tracks[t, keep].astype(np.float64)))
+        if shared.size:
+            r = int(shared[0])
+            both = visible[r] & visible[t]
+            pairs.append((tracks[r, both].astype(np.float64), tracks[t, both].astype(np.float64),
+                          r_world[t] @ r_world[r].T))
     focal = rotation_focal(pairs, k[0])
     if focal is None:
         return rotation

@@ -105,18 +105,27 @@ FOCAL_RANGE = (0.6, 1.7)    # rotation_focal searches this range × the guess �
 FOCAL_STEPS = 41            # … on this many log-spaced focals
 FOCAL_GAIN = 0.8            # … and keeps the guess unless the best focal's error is below this × the guess's
 FOCAL_CAP_PX = 3.0          # transfer errors are capped here (a moving track costs no more than this)
+FOCAL_INLIER_PX = 5.0       # a pair's tracks that count: those its rotation under the guess explains within this
 
 
-def rotation_focal(pairs: list[tuple[np.ndarray, np.ndarray]], guess: np.ndarray) -> float | None:
+def rotation_focal(pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], guess: np.ndarray) -> float | None:
     """The focal (px) under which a camera that only rotates explains its tracks best, or None when the tracks do
     not tell it (a tripod or a small rotation: the error hardly changes with the focal).
 
     A rotation's homography K R K⁻¹ bends the image by an amount the focal sets; a wrong guess leaves every pair's
-    best rotation with errors growing towards the image's edges. For each focal on a log grid over ``FOCAL_RANGE`` ×
-    the guess, each pair's rotation is refitted (Kabsch on its rays) and the mean transfer error, capped at
-    ``FOCAL_CAP_PX``, summed; the minimum is refined by a parabola through its neighbours. pairs: (pix_a (M, 2),
-    pix_b (M, 2)) of the same tracks in two frames · guess (3, 3): the intrinsics guessed (principal point kept)."""
-    if not pairs:
+    best rotation with errors growing towards the image's edges. Each pair keeps the tracks its rotation under the
+    guess explains within ``FOCAL_INLIER_PX`` (at least ``MIN_SHARED``); for each focal on a log grid over
+    ``FOCAL_RANGE`` × the guess, each pair's rotation is refitted (Kabsch on its rays) and the mean transfer error,
+    capped at ``FOCAL_CAP_PX``, summed; the minimum is refined by a parabola through its neighbours.
+    pairs: (pix_a (M, 2), pix_b (M, 2), rotation (3, 3) from a to b under the guess) of the same tracks in two
+    frames · guess (3, 3): the intrinsics guessed (principal point kept)."""
+    kept = []
+    for pix_a, pix_b, rotation in pairs:
+        rays_a = bearings(pix_a[None], guess[None])[0]
+        inliers = _transfer_errors(rotation[None], rays_a, pix_b, guess)[0] < FOCAL_INLIER_PX
+        if inliers.sum() >= MIN_SHARED:
+            kept.append((pix_a[inliers], pix_b[inliers]))
+    if not kept:
         return None
     f0 = float(np.mean(guess[[0, 1], [0, 1]]))
     focals = f0 * np.geomspace(*FOCAL_RANGE, FOCAL_STEPS)
@@ -124,7 +133,7 @@ def rotation_focal(pairs: list[tuple[np.ndarray, np.ndarray]], guess: np.ndarray
     for i, f in enumerate(focals):
         k = guess.copy()
         k[0, 0] = k[1, 1] = f
-        for pix_a, pix_b in pairs:
+        for pix_a, pix_b in kept:
             rays_a, rays_b = bearings(pix_a[None], k[None])[0], bearings(pix_b[None], k[None])[0]
             rotation = _kabsch(rays_a, rays_b)
             cost[i] += np.minimum(_transfer_errors(rotation[None], rays_a, pix_b, k)[0], FOCAL_CAP_PX).mean()

@@ -123,7 +123,7 @@ def between_sightings(points: np.ndarray, visible: np.ndarray, moving: np.ndarra
 
 def on_their_object(points: np.ndarray, tracks: np.ndarray, visible: np.ndarray, moving: np.ndarray,
                     world_to_camera: np.ndarray, image_side: float) -> tuple[np.ndarray, np.ndarray]:
-    """Moving tracks' entries off their object's depth scaled onto it along their rays (module docstring)
+    """Moving tracks' seen entries off their object's depth scaled onto it along their rays (module docstring)
     → (points (N, P, 3), moved (N, P) bool).
 
     points (N, P, 3) world · tracks (N, P, 2) px · visible (N, P) · moving (P,) bool · world_to_camera (N, 4, 4) ·
@@ -143,7 +143,7 @@ def on_their_object(points: np.ndarray, tracks: np.ndarray, visible: np.ndarray,
         typical = np.nanmedian(ratio, axis=0)                              # (M,) … and over all its frames
     off = np.isfinite(ratio) & np.isnan(inside)
     factor = np.where(off, usual / ratio, 1.0)                             # off entries back to its usual ratio
-    unknown = np.isnan(ratio) & (np.abs(np.log(typical)) > np.log(OFF_OBJECT))[None]
+    unknown = np.isnan(ratio) & visible[:, index] & (np.abs(np.log(typical)) > np.log(OFF_OBJECT))[None]
     factor = np.where(unknown, usual / typical, factor)                    # … and a track off on the whole too
     moved = np.zeros(visible.shape, bool)
     moved[:, index] = factor != 1.0
