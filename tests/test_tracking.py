@@ -153,3 +153,31 @@ def test_queries_fill_the_cells_the_schedule_leaves_empty():
     left = filled & (ts.tracks[19, :, 0] < 80)
     assert ts.visible[13:27, left].mean() > 0.9 and not ts.visible[:10, left].any()   # followed while it shows
     np.testing.assert_allclose(ts.tracks[19, left], ts.tracks[24, left], atol=0.5)    # still: they stay put
+
+
+def test_query_frames_add_tracks_only_where_the_view_has_few():
+    """A long take of a still view: the later query frames find every cell holding its tracks and add none, so the
+    tracks per frame do not pile up with length. A view that pans on: new content (and cells the old tracks left)
+    gets queries at the query frames, and tracks that leave the image end there."""
+    still = shifted_clip(n=120, velocity=(0.0, 0.0))
+    ts = track_frames(still, TrackerConfig(grid=8, query_every=20, per_cell=1, fill=False))
+    assert (ts.query_frame == 0).sum() >= 60 and (ts.query_frame > 0).sum() <= 3
+    assert ts.visible.sum(1).max() <= 64 + 3
+    capped = track_frames(still, TrackerConfig(grid=8, query_every=20, per_cell=2, fill=False))
+    assert 1.8 * (ts.query_frame == 0).sum() <= capped.visible.sum(1).max() <= 2 * 64 + 3   # one more per cell
+    with pytest.raises(ValueError, match="per_cell"):
+        TrackerConfig(per_cell=0)
+
+    wide = texture(120, 160 + 160, seed=3)                    # the view slides right over it by 1.5 px a frame
+    pan = np.stack([np.repeat(cv2.warpAffine(wide, np.float32([[1, 0, -1.5 * t], [0, 1, 0]]), (160, 120),
+                                             flags=cv2.INTER_CUBIC).astype(np.uint8)[..., None], 3, -1)
+                    for t in range(90)])
+    ts = track_frames(pan, TrackerConfig(grid=8, query_every=20, per_cell=1, fill=False))
+    for q in (20, 40, 60, 80):
+        new = ts.query_frame == q
+        xs = ts.tracks[q, new, 0]
+        assert (xs > 120).sum() >= 8 * 2 - 2                     # the two columns of cells the view brought in
+        assert (xs > 120).mean() > 0.6                           # … most of them; the rest where one has left
+    assert ts.visible.sum(1).max() <= 2 * 64       # tracks that left ended; the count stays bounded
+    leaving = ts.visible[0] & (ts.tracks[0, :, 0] < 40)   # out of the image by frame 27
+    assert leaving.any() and not ts.visible[28:, leaving].any()

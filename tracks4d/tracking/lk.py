@@ -18,7 +18,7 @@ is kept beside the visibility (users and later stages weigh it); tracks visible 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -39,8 +39,9 @@ class TrackerConfig:
     max_error: max LK patch error (mean abs grey difference) · min_texture: minimum eigenvalue of the gradient
     covariance around a query (``cv2.cornerMinEigenVal``; flat queries are not seeded) · template: side (px) of
     the patch compared with the track's template · cut_ncc / cut_frames: a track whose template correlation stays
-    below cut_ncc for cut_frames steps is cut there · fill: add queries where the tracks are sparse, halfway
-    between query frames (:func:`_sparse_queries`)."""
+    below cut_ncc for cut_frames steps is cut there · per_cell: a query frame places a query on a grid cell only while
+    it holds fewer tracks than this · fill: add queries where the tracks are sparse, halfway between query frames
+    (:func:`_sparse_queries`)."""
 
     grid: int = 15
     query_every: int = 20
@@ -52,13 +53,14 @@ class TrackerConfig:
     template: int = 11
     cut_ncc: float = 0.4
     cut_frames: int = 2
+    per_cell: int = 8
     fill: bool = True
 
     def __post_init__(self) -> None:
         if self.grid < 1 or self.query_every < 1 or self.window < 3 or self.levels < 0:
             raise ValueError("TrackerConfig: grid >= 1, query_every >= 1, window >= 3 and levels >= 0 required")
-        if self.template < 3 or self.cut_frames < 1:
-            raise ValueError("TrackerConfig: template >= 3 and cut_frames >= 1 required")
+        if self.template < 3 or self.cut_frames < 1 or self.per_cell < 1:
+            raise ValueError("TrackerConfig: template >= 3, cut_frames >= 1 and per_cell >= 1 required")
 
 
 def query_frames(n_frames: int, every: int = 20) -> np.ndarray:
@@ -117,34 +119,83 @@ def entry_confidence(ncc: np.ndarray, fb_error: np.ndarray, texture: np.ndarray,
 
 
 class _Tracks:
-    """Growable (N, P) track arrays: a cut appends a new track."""
+    """Growable (N, P) track arrays (capacity doubles, so appending is linear in the tracks): a new query or a cut
+    appends a track."""
 
-    def __init__(self, n: int, seeds: np.ndarray, seed_frame: np.ndarray):
-        p = len(seeds)
-        self.tracks = np.zeros((n, p, 2), np.float32)
-        self.visible = np.zeros((n, p), bool)
-        self.confidence = np.zeros((n, p), np.float32)
-        self.query_frame = seed_frame.astype(np.int64)
+    def __init__(self, n: int):
+        self.n, self.size = n, 0
+        self._tracks = np.zeros((n, 64, 2), np.float32)
+        self._visible = np.zeros((n, 64), bool)
+        self._confidence = np.zeros((n, 64), np.float32)
+        self._query_frame = np.zeros(64, np.int64)
+        self._origin = np.zeros(64, np.int64)
+        self.origin = 0                       # what the tracks added now are (:meth:`order`)
 
     def add(self, frame: int, points: np.ndarray) -> np.ndarray:
-        """New tracks starting at ``frame`` at points (M, 2): their indices (M,)."""
-        m, n = len(points), self.tracks.shape[0]
-        start = self.tracks.shape[1]
-        self.tracks = np.concatenate([self.tracks, np.zeros((n, m, 2), np.float32)], 1)
-        self.visible = np.concatenate([self.visible, np.zeros((n, m), bool)], 1)
-        self.confidence = np.concatenate([self.confidence, np.zeros((n, m), np.float32)], 1)
-        self.query_frame = np.concatenate([self.query_frame, np.full(m, frame, np.int64)])
-        return np.arange(start, start + m)
+        """New tracks starting at ``frame`` at points (M, 2), visible there: their indices (M,)."""
+        m = len(points)
+        if self.size + m > self._query_frame.size:
+            grow = max(self.size + m, 2 * self._query_frame.size) - self._query_frame.size
+            self._tracks = np.concatenate([self._tracks, np.zeros((self.n, grow, 2), np.float32)], 1)
+            self._visible = np.concatenate([self._visible, np.zeros((self.n, grow), bool)], 1)
+            self._confidence = np.concatenate([self._confidence, np.zeros((self.n, grow), np.float32)], 1)
+            self._query_frame = np.concatenate([self._query_frame, np.zeros(grow, np.int64)])
+            self._origin = np.concatenate([self._origin, np.zeros(grow, np.int64)])
+        index = np.arange(self.size, self.size + m)
+        self.size += m
+        self._query_frame[index], self._origin[index] = frame, self.origin
+        self.set(frame, index, points, 1.0)
+        return index
 
     def set(self, frame: int, index: np.ndarray, points: np.ndarray, confidence: np.ndarray | float) -> None:
-        self.tracks[frame, index], self.visible[frame, index], self.confidence[frame, index] = points, True, confidence
+        self._tracks[frame, index], self._visible[frame, index] = points, True
+        self._confidence[frame, index] = confidence
 
-    def extend(self, other: "_Tracks") -> None:
-        """Append ``other``'s tracks after these."""
-        self.tracks = np.concatenate([self.tracks, other.tracks], 1)
-        self.visible = np.concatenate([self.visible, other.visible], 1)
-        self.confidence = np.concatenate([self.confidence, other.confidence], 1)
-        self.query_frame = np.concatenate([self.query_frame, other.query_frame])
+    def order(self) -> np.ndarray:
+        """(P,) the output order: by origin (a pass's queries, then the tracks its forward and its backward cuts
+        started; the fill's after), in the order they were added within each."""
+        return np.argsort(self._origin[:self.size], kind="stable")
+
+    @property
+    def tracks(self) -> np.ndarray:
+        return self._tracks[:, :self.size]
+
+    @property
+    def visible(self) -> np.ndarray:
+        return self._visible[:, :self.size]
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self._confidence[:, :self.size]
+
+    @property
+    def query_frame(self) -> np.ndarray:
+        return self._query_frame[:self.size]
+
+
+@dataclass
+class _Starts:
+    """Where tracks start: track index (S,), frame (S,), point (S, 2), template (S, T²) — the backward sweep takes
+    every query the forward sweep placed back from its frame."""
+
+    index: list = field(default_factory=list)
+    frame: list = field(default_factory=list)
+    point: list = field(default_factory=list)
+    template: list = field(default_factory=list)
+
+    def at(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        chosen = [i for i, f in enumerate(self.frame) if f == t]
+        if not chosen:
+            return np.zeros(0, np.int64), np.zeros((0, 2), np.float32), np.zeros((0, 0), np.float32)
+        return (np.concatenate([self.index[i] for i in chosen]), np.concatenate([self.point[i] for i in chosen]),
+                np.concatenate([self.template[i] for i in chosen]))
+
+
+def _cells(points: np.ndarray, grid: int, image_size: tuple[int, int]) -> np.ndarray:
+    """(M,) row-major index of the grid×grid cell each point (M, 2) lies in."""
+    w, h = image_size
+    return (np.clip((points[:, 1] * grid / h).astype(int), 0, grid - 1) * grid
+            + np.clip((points[:, 0] * grid / w).astype(int), 0, grid - 1))
 
 
 def track_frames(frames: np.ndarray, config: TrackerConfig = TrackerConfig(), progress: bool = False) -> TrackSet:
@@ -153,6 +204,11 @@ def track_frames(frames: np.ndarray, config: TrackerConfig = TrackerConfig(), pr
     frames: (N, H, W, 3) uint8 RGB, N ≥ 2 → TrackSet with tracks (N, P, 2) in the frames' pixels, visible (N, P),
     confidence (N, P), query_frame (P,) (a cut track's second part starts at the cut), image_size (W, H). Invisible
     entries hold the nearest visible position.
+
+    Queries are placed at the query frames (:func:`query_frames`), on the textured cells of the grid that hold fewer
+    than ``config.per_cell`` of the tracks followed there so far (all of them at the first): new content gets tracks
+    and a long, slow take does not pile them up — the tracks per frame stay those of a short clip. Then the fill
+    queries (:func:`_sparse_queries`).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or frames.shape[0] < 2:
@@ -160,23 +216,27 @@ def track_frames(frames: np.ndarray, config: TrackerConfig = TrackerConfig(), pr
     n, h, w = frames.shape[:3]
     greys = [normalised_grey(f) for f in frames]
     eigs = [cv2.cornerMinEigenVal(g, blockSize=config.window // 2 | 1, ksize=3) for g in greys]
-    queries = query_frames(n, config.query_every)
     grid = grid_points(w, h, config.grid)
-    seeds, seed_frame = [], []
-    for q in queries:
-        keep = _texture_at(eigs[q], grid) > config.min_texture
-        seeds.append(grid[keep])
-        seed_frame.append(np.full(int(keep.sum()), q))
+    scheduled = set(query_frames(n, config.query_every).tolist())
+
+    def queries_at(t: int, followed: np.ndarray) -> np.ndarray:
+        if t not in scheduled:
+            return np.zeros((0, 2), np.float32)
+        count = np.bincount(_cells(followed, config.grid, (w, h)), minlength=len(grid))
+        return grid[(count < config.per_cell) & (_texture_at(eigs[t], grid) > config.min_texture)]
+
     bar = tqdm(total=2 * (n - 1), desc="tracking (LK)", disable=not progress, leave=False)
-    out = _track_queries(greys, eigs, np.concatenate(seeds), np.concatenate(seed_frame), config, bar)
+    out = _Tracks(n)
+    _track_queries(greys, eigs, out, queries_at, config, bar)
     if config.fill:
-        fill, fill_frame = _sparse_queries(out, grid, eigs, queries, config, (w, h))
-        if len(fill):
+        fill = _sparse_queries(out, grid, eigs, sorted(scheduled), config, (w, h))
+        if fill:
             bar.total += 2 * (n - 1)
-            out.extend(_track_queries(greys, eigs, fill, fill_frame, config, bar))
+            _track_queries(greys, eigs, out, lambda t, followed: fill.get(t, np.zeros((0, 2), np.float32)),
+                           config, bar, first=3)
     bar.close()
-    keep = out.visible.sum(0) > min_visible_frames(n)
-    if not keep.any():
+    keep = out.order()[out.visible.sum(0)[out.order()] > min_visible_frames(n)]
+    if not keep.size:
         raise ValueError(f"no track stays visible in more than {min_visible_frames(n)} of {n} frames "
                          f"(untextured or too short a clip?)")
     visible = out.visible[:, keep]
@@ -184,45 +244,50 @@ def track_frames(frames: np.ndarray, config: TrackerConfig = TrackerConfig(), pr
                     query_frame=out.query_frame[keep], confidence=np.where(visible, out.confidence[:, keep], 0))
 
 
-def _track_queries(greys, eigs, seeds: np.ndarray, seed_frame: np.ndarray, config: TrackerConfig, bar) -> "_Tracks":
-    """Queries ``seeds`` (Q, 2) at frames ``seed_frame`` (Q,) tracked forwards and backwards (:func:`_sweep`)."""
-    out = _Tracks(len(greys), seeds, seed_frame)
-    templates = np.zeros((len(seeds), config.template ** 2), np.float32)
-    for q in np.unique(seed_frame):
-        templates[seed_frame == q] = _patches(greys[q], seeds[seed_frame == q], config.template)
-    for step in (1, -1):
-        _sweep(greys, eigs, seeds, seed_frame, templates, out, step, config, bar)
-    return out
+def _track_queries(greys, eigs, out: _Tracks, queries_at, config: TrackerConfig, bar, first: int = 0) -> None:
+    """Track the queries ``queries_at(t, followed)`` places at frame t (given the points (M, 2) the forward sweep
+    follows there) forwards, then each of them backwards from its frame (:func:`_sweep`); the tracks go to ``out``,
+    the queries with origin ``first``, the tracks the two sweeps' cuts start with the next two."""
+    starts = _Starts()
+
+    def place(t: int, followed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        points = np.asarray(queries_at(t, followed), np.float32).reshape(-1, 2)
+        out.origin = first
+        index, template = out.add(t, points), _patches(greys[t], points, config.template)
+        out.origin = first + 1                # what this sweep's cuts start
+        for store, value in zip((starts.index, starts.frame, starts.point, starts.template),
+                                (index, t, points, template)):
+            store.append(value)
+        return index, points, template
+
+    _sweep(greys, eigs, place, out, 1, config, bar)
+    out.origin = first + 2
+    _sweep(greys, eigs, lambda t, followed: starts.at(t), out, -1, config, bar)
 
 
-def _sparse_queries(out: "_Tracks", grid: np.ndarray, eigs, queries: np.ndarray, config: TrackerConfig,
-                    image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _sparse_queries(out: "_Tracks", grid: np.ndarray, eigs, queries: list[int], config: TrackerConfig,
+                    image_size: tuple[int, int]) -> dict[int, np.ndarray]:
     """Queries where the schedule's tracks are sparse: at the frame halfway between two query frames, the textured
-    grid cells (of ``grid`` (G², 2) cell centres) that no visible track lies in → (points (M, 2), frames (M,)).
+    grid cells (of ``grid`` (G², 2) cell centres) that no visible track lies in → {frame: points (M, 2)}.
     Where a close mover fills much of the frame, the scene's tracks around it are short-lived (16 frames on median on
     a generated clip) and few; the camera stage needs them."""
-    w, h = image_size
-    seeds, frames = [], []
+    fill = {}
     for a, b in zip(queries[:-1], queries[1:]):
         if b - a < 4:
             continue
         f = (a + b) // 2
-        pos = out.tracks[f, out.visible[f]]
-        cells = (np.clip((pos[:, 1] * config.grid / h).astype(int), 0, config.grid - 1) * config.grid
-                 + np.clip((pos[:, 0] * config.grid / w).astype(int), 0, config.grid - 1))
         empty = np.ones(len(grid), bool)
-        empty[cells] = False
+        empty[_cells(out.tracks[f, out.visible[f]], config.grid, image_size)] = False
         keep = empty & (_texture_at(eigs[f], grid) > config.min_texture)
-        seeds.append(grid[keep])
-        frames.append(np.full(int(keep.sum()), f))
-    if not seeds:
-        return np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
-    return np.concatenate(seeds).astype(np.float32), np.concatenate(frames)
+        if keep.any():
+            fill[f] = grid[keep].astype(np.float32)
+    return fill
 
 
-def _sweep(greys, eigs, seeds, seed_frame, templates, out: _Tracks, step: int, config: TrackerConfig, bar) -> None:
-    """One direction (``step`` ±1) of tracking: every query from its frame on, cut where its template stops matching.
-    Fills ``out`` (cut tracks' second parts are appended to it)."""
+def _sweep(greys, eigs, starting, out: _Tracks, step: int, config: TrackerConfig, bar) -> None:
+    """One direction (``step`` ±1) of tracking: at each frame t, the tracks ``starting(t, followed)`` gives (index
+    (M,), points (M, 2), templates (M, T²)) join the points followed, and every point is followed on, cut where its
+    template stops matching. Fills ``out`` (cut tracks' second parts are appended to it)."""
     n = len(greys)
     h, w = greys[0].shape
     lk = dict(winSize=(config.window, config.window), maxLevel=config.levels,
@@ -231,12 +296,15 @@ def _sweep(greys, eigs, seeds, seed_frame, templates, out: _Tracks, step: int, c
     pos = np.zeros((0, 2), np.float32)
     tmpl = np.zeros((0, config.template ** 2), np.float32)
     low = np.zeros(0, np.int64)               # consecutive steps below cut_ncc
-    frames = range(n - 1) if step == 1 else range(n - 1, 0, -1)
+    frames = range(n) if step == 1 else range(n - 1, -1, -1)
     for t in frames:
-        new = np.flatnonzero(seed_frame == t)
-        out.set(t, new, seeds[new], 1.0)
-        index, pos = np.concatenate([index, new]), np.concatenate([pos, seeds[new]])
-        tmpl, low = np.concatenate([tmpl, templates[new]]), np.concatenate([low, np.zeros(len(new), np.int64)])
+        new, points, templates = starting(t, pos)
+        if len(new):
+            out.set(t, new, points, 1.0)
+            index, pos = np.concatenate([index, new]), np.concatenate([pos, points])
+            tmpl, low = np.concatenate([tmpl, templates]), np.concatenate([low, np.zeros(len(new), np.int64)])
+        if t + step < 0 or t + step >= n:
+            break
         bar.update(1)
         if index.size == 0:
             continue
@@ -264,9 +332,6 @@ def _sweep(greys, eigs, seeds, seed_frame, templates, out: _Tracks, step: int, c
             index[cut] = fresh
             tmpl[cut], low[cut] = patches[cut], 0
         pos = fwd
-    last = n - 1 if step == 1 else 0  # seeds at the sweep's last frame are placed but not tracked further
-    new = np.flatnonzero(seed_frame == last)
-    out.set(last, new, seeds[new], 1.0)
 
 
 def _fill_invisible(tracks: np.ndarray, visible: np.ndarray) -> np.ndarray:
