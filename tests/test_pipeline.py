@@ -108,6 +108,8 @@ def test_hard_clips_get_a_verdict_not_a_crash(checkpoint):
     rec = tracks4d.reconstruct(scene.tracks.subset(points=few), checkpoint, progress=False, bundle_adjust=True)
     assert rec.n_points == len(few) and np.isfinite(rec.points).all()
     assert rec.meta["verdict"][0].startswith("cameras: ") and "tracks static" in rec.meta["verdict"][0]
+    seen = scene.tracks.visible[:, few].sum(1)
+    assert rec.meta["tracks_per_frame"] == {"min": seen.min(), "median": int(np.median(seen)), "max": seen.max()}
 
     rng = np.random.default_rng(0)
     tracks = scene.tracks

@@ -420,6 +420,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
         "verdict": _verdict(solution, motion, placed),
         "static_mask": motion.static.tolist(),
         "motion_states": motion.state_counts,
+        "tracks_per_frame": _per_frame(tracks.visible),
         "image_size": None if tracks.image_size is None else [int(v) for v in tracks.image_size],
         "video": None if clip is None else clip.to_meta(),
         "timings": timings, "checkpoint": str(checkpoint), "checkpoint_step": int(payload.get("step", 0)),
@@ -430,6 +431,12 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
     }
     rec = assemble(tracks, solution, motion, placed, proposal, meta)
     return ReconstructResult(rec, clip, timings)
+
+
+def _per_frame(visible: np.ndarray) -> dict[str, int]:
+    """Tracks seen per frame (visible (N, P)): min, median and max over the frames."""
+    count = np.asarray(visible).sum(1)
+    return {"min": int(count.min()), "median": int(np.median(count)), "max": int(count.max())}
 
 
 def _verdict(solution: CameraSolution, motion: MotionLevels, placed: PlacedPoints) -> list[str]:
