@@ -20,7 +20,6 @@ World units are those of the cameras; "up" is the cameras' mean −y axis (image
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +28,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..contracts import Cameras
+from .track_pairs import nan_median, spans, spread_frames
 from .triangulation import bearings
 
 __all__ = ["GroundPlane", "GroundContact", "fit_ground", "group_objects", "contact_depth", "ground_contact"]
@@ -97,7 +97,8 @@ def fit_ground(points: np.ndarray, cameras: Cameras, seed: int = 0) -> GroundPla
 
 def group_objects(tracks: np.ndarray, visible: np.ndarray, moving: np.ndarray, diagonal_px: float) -> np.ndarray:
     """(P,) int object label of each moving track (−1 for the others): tracks whose median image distance over
-    ≥ ``MIN_SHARED`` shared frames is below ``PROXIMITY`` × ``diagonal_px``, joined transitively.
+    ≥ ``MIN_SHARED`` shared frames (a bounded sample of them on long tracks) is below ``PROXIMITY`` ×
+    ``diagonal_px``, joined transitively.
 
     tracks (N, P, 2) px · visible (N, P) bool · moving (P,) bool."""
     index = np.flatnonzero(moving)
@@ -105,15 +106,17 @@ def group_objects(tracks: np.ndarray, visible: np.ndarray, moving: np.ndarray, d
     if index.size == 0:
         return labels
     xy, seen = tracks[:, index].astype(np.float64), visible[:, index]
+    first, last = spans(seen)
     rows, cols = [], []
     for i in range(index.size):
-        shared = seen[:, i:i + 1] & seen[:, i:]
-        distance = np.where(shared, np.linalg.norm(xy[:, i:i + 1] - xy[:, i:], axis=-1), np.nan)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)                # columns that share no frame
-            median = np.nanmedian(distance, axis=0)
-        median[shared.sum(0) < MIN_SHARED] = np.inf
-        close = np.flatnonzero(median < PROXIMITY * diagonal_px) + i
+        later = i + np.flatnonzero((first[i:] <= last[i]) & (last[i:] >= first[i]))    # seen while i is
+        frames = spread_frames(int(first[i]), int(last[i]) + 1)
+        shared = seen[frames][:, [i]] & seen[frames][:, later]
+        distance = np.where(shared, np.linalg.norm(xy[frames][:, [i]] - xy[frames][:, later], axis=-1), np.nan)
+        median = nan_median(distance)
+        span = (last[i] + 1 - first[i]) / len(frames)
+        median[shared.sum(0) * span < MIN_SHARED] = np.inf
+        close = later[median < PROXIMITY * diagonal_px]
         rows += [i] * close.size
         cols += close.tolist()
     graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(index.size, index.size))

@@ -34,6 +34,7 @@ import numpy as np
 from ..contracts import Cameras
 from ..evaluation.metrics import motion_auc
 from .transforms import transform_points
+from .track_pairs import nan_median, spans, spread_frames
 from .triangulation import direction_errors, mean_directions, reprojection_errors, triangulate_robust
 
 __all__ = ["MotionLevels", "static_fit", "track_residuals", "motion_levels", "motion_states", "STATIC_SIGMAS",
@@ -48,6 +49,7 @@ MIN_AGREEMENT_TRACKS = 10  # sure moving and sure static tracks, each, needed to
 STATIC_SPREAD = 12.0      # static: residual also below this × the 25th percentile of the clip's residuals
 NEIGHBOUR_RADIUS = 0.15   # of the image diagonal: tracks this near (median over shared frames) are neighbours
 MIN_SHARED_FRAMES = 5     # frames two tracks must share to be compared
+TIME_BUCKET = 50          # frames: tracks are compared in groups whose middle frames fall in one such span
 COHERENCE = 0.7           # a neighbour moves with a track when their departures differ by < this × their size
 COHERENT_NEIGHBOURS = 2   # moving: at least this many neighbours move with it …
 STILL_COHERENCE = 0.2     # … and fewer than STILL_LIKENESS of its still neighbours depart within this × their size
@@ -229,19 +231,25 @@ def _implausible_depth(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras
     z = transform_points(cameras.world_to_camera, np.nan_to_num(placed[rows]))[..., 2]          # (N, R)
     reference = np.flatnonzero(static & np.isfinite(placed).all(1))
     z_ref = transform_points(cameras.world_to_camera, placed[reference])[..., 2]                 # (N, S)
+    seen_ref = visible[:, reference]
+    first_ref, last_ref = spans(seen_ref)
     out = np.zeros(rows.size, bool)
     for i, p in enumerate(rows):
         frames = np.flatnonzero(visible[:, p])
+        if not frames.size:
+            continue
+        frames = frames[spread_frames(0, frames.size)]
         if not np.isfinite(placed[p]).all() or (z[frames, i] <= 0).any():
             out[i] = np.isfinite(placed[p]).all()
             continue
-        near = visible[np.ix_(frames, reference)] & (
-            np.linalg.norm(tracks[frames][:, reference] - tracks[frames, p][:, None], axis=-1) < radius)  # (F, S)
+        s = np.flatnonzero((first_ref <= frames[-1]) & (last_ref >= frames[0]))    # references alive meanwhile
+        near = seen_ref[np.ix_(frames, s)] & (
+            np.linalg.norm(tracks[np.ix_(frames, reference[s])] - tracks[frames, p][:, None], axis=-1) < radius)
         enough = near.sum(1) >= MIN_DEPTH_NEIGHBOURS
         if not enough.any():
             continue
-        lo = np.where(near, z_ref[frames], np.inf).min(1)[enough]
-        hi = np.where(near, z_ref[frames], -np.inf).max(1)[enough]
+        lo = np.where(near, z_ref[np.ix_(frames, s)], np.inf).min(1)[enough]
+        hi = np.where(near, z_ref[np.ix_(frames, s)], -np.inf).max(1)[enough]
         own = z[frames, i][enough]
         ratio = np.where(own < lo, own / lo, np.maximum(own / hi, 1.0))        # 1 inside the surfaces' range
         out[i] = not DEPTH_MARGIN <= float(np.median(ratio)) <= 1.0 / DEPTH_MARGIN
@@ -252,8 +260,10 @@ def _alike(departure: np.ndarray, position: np.ndarray, seen: np.ndarray, rows: 
            radius: float, coherence: float) -> tuple[np.ndarray, np.ndarray]:
     """For each track of ``rows``: how many tracks of ``cols`` (itself excluded) within ``radius`` px depart alike
     (difference below ``coherence`` × their typical departure), and how many are within ``radius`` at all. →
-    ((R,), (R,)) int. departure, position (N, P, 2) NaN where unseen · seen (N, P). Rows are taken in spatially
-    compact chunks, each compared with the columns whose mean position is near it (cost ∝ neighbours, not P²)."""
+    ((R,), (R,)) int. departure, position (N, P, 2) NaN where unseen · seen (N, P). Rows are taken in chunks compact
+    in time (``TIME_BUCKET`` frames of their middle frame) and space, each compared, over (a bounded sample of) the
+    frames its rows are seen in, with the columns seen then whose mean position is near it (cost ∝ neighbours, not
+    P², and not frames × P)."""
     alike, near = np.zeros(rows.size, int), np.zeros(rows.size, int)
     if cols.size == 0:
         return alike, near
@@ -261,32 +271,29 @@ def _alike(departure: np.ndarray, position: np.ndarray, seen: np.ndarray, rows: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)                                    # unseen tracks
         mean = np.nanmean(position, axis=0)                                                # (P, 2)
-    order = np.lexsort((mean[rows, 0], np.floor(mean[rows, 1] / radius)))                # rows of cells, then x
+    first, last = spans(seen)
+    bucket = (first + last) // 2 // TIME_BUCKET
+    order = np.lexsort((mean[rows, 0], np.floor(mean[rows, 1] / radius), bucket[rows]))  # time, rows of cells, x
     for chunk in np.array_split(order, max(1, rows.size // 32)):
         r = rows[chunk]
         lo, hi = np.nanmin(mean[r], 0) - 3 * radius, np.nanmax(mean[r], 0) + 3 * radius
-        c = cols[np.all((mean[cols] >= lo) & (mean[cols] <= hi), axis=1)]
+        start, stop = int(first[r].min()), int(last[r].max()) + 1
+        f = spread_frames(start, stop)
+        c = cols[np.all((mean[cols] >= lo) & (mean[cols] <= hi), axis=1)
+                 & (first[cols] < stop) & (last[cols] >= start)]
         if c.size == 0:
             continue
-        shared = seen[:, r, None] & seen[:, None, c]                                       # (N, r, C)
-        enough = shared.sum(0) >= MIN_SHARED_FRAMES
-        distance = _nan_median(np.linalg.norm(position[:, r, None] - position[:, None, c], axis=-1))
-        gap = _nan_median(np.linalg.norm(departure[:, r, None] - departure[:, None, c], axis=-1))
-        typical = 0.5 * (_nan_median(np.where(shared, size[:, r, None], np.nan))
-                         + _nan_median(np.where(shared, size[:, None, c], np.nan)))
+        s_f, p_f, d_f, z_f = seen[f], position[f], departure[f], size[f]
+        shared = s_f[:, r, None] & s_f[:, None, c]                                         # (F, r, C)
+        enough = shared.sum(0) * ((stop - start) / len(f)) >= MIN_SHARED_FRAMES
+        distance = nan_median(np.linalg.norm(p_f[:, r, None] - p_f[:, None, c], axis=-1))
+        gap = nan_median(np.linalg.norm(d_f[:, r, None] - d_f[:, None, c], axis=-1))
+        typical = 0.5 * (nan_median(np.where(shared, z_f[:, r, None], np.nan))
+                         + nan_median(np.where(shared, z_f[:, None, c], np.nan)))
         close = enough & (distance < radius) & (r[:, None] != c[None])
         alike[chunk] = (close & (gap < coherence * typical)).sum(1)
         near[chunk] = close.sum(1)
     return alike, near
-
-
-def _nan_median(values: np.ndarray) -> np.ndarray:
-    """Median over axis 0 ignoring NaN (NaN where all are): ``np.nanmedian``'s result, by one sort (NaN sort last)."""
-    ordered = np.sort(values, axis=0)
-    count = np.isfinite(ordered).sum(0)
-    low = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[None], 0)[0]
-    high = np.take_along_axis(ordered, np.maximum(count // 2, 0)[None], 0)[0]
-    return np.where(count > 0, 0.5 * (low + high), np.nan)
 
 
 def _projected_directions(directions: np.ndarray, cameras: Cameras) -> np.ndarray:
