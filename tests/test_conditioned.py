@@ -207,3 +207,29 @@ def test_hidden_static_depth_targets_are_the_triangulated_depth():
     assert known[:, hide].any() and (cond.features[:, hide, 5] == 0).all()
     error = np.abs(depth[known] / scene.depth[known] - 1)   # exact cameras: exact depth, bar a slow mover or two
     assert np.median(error) < 1e-4 and np.mean(error < 1e-2) > 0.97
+
+
+def test_each_window_places_only_the_tracks_it_sees(monkeypatch):
+    """A long clip's windows each take the tracks they see (the work is linear in the clip); frames of windows that
+    do not see a track hold its nearest estimate, and a track's answer does not depend on windows it is not in."""
+    torch.manual_seed(2)
+    model = ConditionedNet(TINY).eval()
+    features = np.random.default_rng(3).normal(size=(60, 6, len(FEATURES))).astype(np.float32)
+    features[..., 2], features[..., 5] = 1.0, 0.0
+    features[30:, :3, 2] = 0.0                                     # tracks 0–2 seen only in the first half
+    import tracks4d.network.conditioned as conditioned_module
+    tokens = []
+    real = conditioned_module.predict_depth
+
+    def counted(model, window, device="cpu"):
+        tokens.append(window.features.shape[0] * window.features.shape[1])
+        return real(model, window, device)
+
+    monkeypatch.setattr(conditioned_module, "predict_depth", counted)
+    spans = [(0, 25), (17, 42), (35, 60)]
+    out = moving_depth(model, Conditioning(features, 2.0), spans, np.ones(6, bool))
+    assert tokens == [25 * 6, 25 * 6, 25 * 3]                     # the last window sees tracks 3–5 only
+    assert np.isfinite(out.depth).all() and np.isfinite(out.sigma).all()
+    np.testing.assert_array_equal(out.depth[42:, :3], np.repeat(out.depth[41:42, :3], 18, 0))   # held
+    alone = moving_depth(model, Conditioning(features, 2.0), spans[:2], np.ones(6, bool))
+    np.testing.assert_allclose(out.depth[:35, :3], alone.depth[:35, :3], rtol=1e-6)

@@ -24,6 +24,18 @@ def min_visible_frames(n_frames: int) -> int:
     return 10 if n_frames > 20 else n_frames // 2
 
 
+def hold_nearest(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """values (N, P, …) with the entries not ``known`` (N, P) replaced by the nearest earlier known one of their
+    column (the first known one before it; unchanged where a column knows none) — how invisible track entries are
+    held."""
+    n = values.shape[0]
+    frame = np.arange(n)[:, None]
+    earlier = np.maximum.accumulate(np.where(known, frame, -1), axis=0)
+    later = np.flip(np.minimum.accumulate(np.flip(np.where(known, frame, n), 0), axis=0), 0)
+    source = np.where(earlier >= 0, earlier, np.where(later < n, later, frame))
+    return np.take_along_axis(values, source.reshape(source.shape + (1,) * (values.ndim - 2)), axis=0)
+
+
 class ContractError(ValueError):
     """A track or reconstruction file (or array) breaks its contract."""
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..contracts import Cameras
+from ..contracts import Cameras, hold_nearest
 from ..geometry.ground import GroundPlane
 from ..geometry.triangulation import bearings, local_triangulation
 from .checkpoint import CheckpointError, load_checkpoint
@@ -233,32 +233,35 @@ GROUP_TRACKS = 512     # tracks placed per pass
 def moving_depth(model: ConditionedNet, cond: Conditioning, spans: list[tuple[int, int]], need: np.ndarray,
                  device: str | torch.device = "cpu") -> MovingDepth:
     """The network over a clip's ``spans`` (frame windows from :func:`~.stitch.window_spans`) for the tracks
-    ``need`` (P,) bool marks (those geometry cannot place), beside up to ``CONTEXT_TRACKS`` static tracks of known
-    depth (those seen with it longest), ``GROUP_TRACKS`` at a time. Log-depths are averaged where windows overlap
+    ``need`` (P,) bool marks (those geometry cannot place) that each window sees, beside up to ``CONTEXT_TRACKS``
+    static tracks of known depth (those the window sees with it longest), ``GROUP_TRACKS`` at a time. Log-depths are averaged where windows overlap
     (weighted by certainty), motion probabilities over the windows that see a track; all windows share the clip's
     scale, so nothing needs stitching. Tracks not needed get NaN."""
     n, p, _ = cond.features.shape
-    known = (cond.features[..., FEATURES.index("static_known")] > 0.5).sum(0)
-    others = np.flatnonzero(~need & (known > 0))
-    context = others[np.argsort(-known[others], kind="stable")[:CONTEXT_TRACKS]]
+    known = cond.features[..., FEATURES.index("static_known")] > 0.5                        # (N, P)
+    visible = cond.features[..., FEATURES.index("visible")] > 0.5
     wanted = np.flatnonzero(need)
     log_sum, weight, sigma_sum = np.zeros((n, p)), np.zeros((n, p)), np.zeros((n, p))
     motion, seen = np.zeros(p), np.zeros(p)
-    for group in np.array_split(wanted, max(1, -(-wanted.size // GROUP_TRACKS))):
-        if group.size == 0:
-            continue
-        cols = np.concatenate([group, context])
-        for start, end in spans:
-            window = Conditioning(cond.features[start:end][:, cols], cond.scale)
+    for start, end in spans:                  # each window: only the tracks it sees (cost linear in the clip)
+        here = wanted[visible[start:end, wanted].any(0)]
+        count = known[start:end].sum(0)
+        others = np.flatnonzero(~need & (count > 0))
+        context = others[np.argsort(-count[others], kind="stable")[:CONTEXT_TRACKS]]
+        for group in np.array_split(here, max(1, -(-here.size // GROUP_TRACKS))):
+            if group.size == 0:
+                continue
+            window = Conditioning(cond.features[start:end][:, np.concatenate([group, context])], cond.scale)
             depth, sigma, prob = predict_depth(model, window, device)
             k = group.size
             w = 1.0 / np.maximum(sigma[:, :k], 1e-3) ** 2
             log_sum[start:end, group] += w * np.log(depth[:, :k])
             sigma_sum[start:end, group] += w * sigma[:, :k]
             weight[start:end, group] += w
-            sees = window.features[:, :k, FEATURES.index("visible")].any(0)
-            motion[group] += np.where(sees, prob[:k], 0.0)
-            seen[group] += sees
+            motion[group] += prob[:k]
+            seen[group] += 1
     with np.errstate(invalid="ignore", divide="ignore"):
-        return MovingDepth(np.exp(log_sum / weight), sigma_sum / weight,
-                           np.where(seen > 0, motion / np.maximum(seen, 1), 0.5))
+        depth, sigma = np.exp(log_sum / weight), sigma_sum / weight
+    estimated = weight > 0                    # frames of windows that do not see a track hold its nearest estimate
+    return MovingDepth(hold_nearest(depth, estimated), hold_nearest(sigma, estimated),
+                       np.where(seen > 0, motion / np.maximum(seen, 1), 0.5))

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..contracts import TrackSet, min_visible_frames
+from ..contracts import TrackSet, hold_nearest, min_visible_frames
 from ..io.video import Clip, read_video
 
 __all__ = ["TrackerConfig", "TRACKERS", "query_frames", "grid_points", "normalised_grey", "entry_confidence",
@@ -240,7 +240,7 @@ def track_frames(frames: np.ndarray, config: TrackerConfig = TrackerConfig(), pr
         raise ValueError(f"no track stays visible in more than {min_visible_frames(n)} of {n} frames "
                          f"(untextured or too short a clip?)")
     visible = out.visible[:, keep]
-    return TrackSet(_fill_invisible(out.tracks[:, keep], visible), visible, image_size=np.array([w, h]),
+    return TrackSet(hold_nearest(out.tracks[:, keep], visible), visible, image_size=np.array([w, h]),
                     query_frame=out.query_frame[keep], confidence=np.where(visible, out.confidence[:, keep], 0))
 
 
@@ -332,16 +332,6 @@ def _sweep(greys, eigs, starting, out: _Tracks, step: int, config: TrackerConfig
             index[cut] = fresh
             tmpl[cut], low[cut] = patches[cut], 0
         pos = fwd
-
-
-def _fill_invisible(tracks: np.ndarray, visible: np.ndarray) -> np.ndarray:
-    """Give invisible entries the nearest earlier visible position (the next one before the first visible)."""
-    n = tracks.shape[0]
-    idx = np.where(visible, np.arange(n)[:, None], -1)
-    earlier = np.maximum.accumulate(idx, axis=0)
-    later = np.flip(np.minimum.accumulate(np.flip(np.where(visible, np.arange(n)[:, None], n), 0), axis=0), 0)
-    source = np.where(earlier >= 0, earlier, later)
-    return np.take_along_axis(tracks, source[..., None].repeat(2, -1), axis=0)
 
 
 TRACKERS = ("lk", "cotracker")
