@@ -173,7 +173,7 @@ def test_query_frames_add_tracks_only_where_the_view_has_few():
                                              flags=cv2.INTER_CUBIC).astype(np.uint8)[..., None], 3, -1)
                     for t in range(90)])
     ts = track_frames(pan, TrackerConfig(grid=8, query_every=20, per_cell=1, fill=False))
-    for q in (20, 40, 60, 80):
+    for q in (20, 40, 60):                                    # (80: seen ahead for 9 frames only)
         new = ts.query_frame == q
         xs = ts.tracks[q, new, 0]
         assert (xs > 120).sum() >= 8 * 2 - 2                     # the two columns of cells the view brought in
@@ -181,3 +181,14 @@ def test_query_frames_add_tracks_only_where_the_view_has_few():
     assert ts.visible.sum(1).max() <= 2 * 64       # tracks that left ended; the count stays bounded
     leaving = ts.visible[0] & (ts.tracks[0, :, 0] < 40)   # out of the image by frame 27
     assert leaving.any() and not ts.visible[28:, leaving].any()
+
+
+def test_texture_is_kept_in_one_byte_a_pixel_as_far_as_confidence_reads_it():
+    from tracks4d.tracking.lk import _Texture, _texture_at, normalised_grey
+    greys = [normalised_grey(f) for f in shifted_clip(n=3)]
+    config = TrackerConfig()
+    texture = _Texture(greys, config)
+    assert all(m.dtype == np.uint8 and m.shape == greys[0].shape for m in texture.coded)
+    points = np.random.default_rng(0).uniform(0, [159, 119], (500, 2)).astype(np.float32)
+    exact = np.minimum(_texture_at(texture.exact(1), points), 4 * config.min_texture)
+    np.testing.assert_allclose(texture.for_confidence(1, points), exact, atol=4 * config.min_texture / 510 + 1e-12)

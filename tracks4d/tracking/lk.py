@@ -118,6 +118,25 @@ def entry_confidence(ncc: np.ndarray, fb_error: np.ndarray, texture: np.ndarray,
     return (match * consistency * textured).astype(np.float32)
 
 
+class _Texture:
+    """Each frame's texture (the smaller structure-tensor eigenvalue, ``cv2.cornerMinEigenVal``): exact where queries
+    are placed (recomputed: a few frames), and for the entries' confidence only as far as :func:`entry_confidence`
+    reads it (up to 4 × ``min_texture``), kept in one byte a pixel — a 600-frame clip's maps take 184 MB, not 737."""
+
+    def __init__(self, greys: list[np.ndarray], config: TrackerConfig):
+        self.greys, self.block, self.top = greys, config.window // 2 | 1, 4 * config.min_texture
+        self.coded = [np.round(np.clip(self.exact(t) / self.top, 0.0, 1.0) * 255).astype(np.uint8)
+                      for t in range(len(greys))]
+
+    def exact(self, t: int) -> np.ndarray:
+        """(H, W) float32 eigenvalue map of frame t."""
+        return cv2.cornerMinEigenVal(self.greys[t], blockSize=self.block, ksize=3)
+
+    def for_confidence(self, t: int, points: np.ndarray) -> np.ndarray:
+        """(M,) texture at points (M, 2) of frame t, exact to 1/255 of 4 × ``min_texture`` and capped there."""
+        return _texture_at(self.coded[t], points).astype(np.float32) * (self.top / 255)
+
+
 class _Tracks:
     """Growable (N, P) track arrays (capacity doubles, so appending is linear in the tracks): a new query or a cut
     appends a track."""
@@ -215,7 +234,7 @@ def track_frames(frames: np.ndarray, config: TrackerConfig = TrackerConfig(), pr
         raise ValueError(f"frames must be (N>=2, H, W, 3) uint8 RGB, got {frames.shape} {frames.dtype}")
     n, h, w = frames.shape[:3]
     greys = [normalised_grey(f) for f in frames]
-    eigs = [cv2.cornerMinEigenVal(g, blockSize=config.window // 2 | 1, ksize=3) for g in greys]
+    eigs = _Texture(greys, config)
     grid = grid_points(w, h, config.grid)
     scheduled = set(query_frames(n, config.query_every).tolist())
 
@@ -223,7 +242,7 @@ def track_frames(frames: np.ndarray, config: TrackerConfig = TrackerConfig(), pr
         if t not in scheduled:
             return np.zeros((0, 2), np.float32)
         count = np.bincount(_cells(followed, config.grid, (w, h)), minlength=len(grid))
-        return grid[(count < config.per_cell) & (_texture_at(eigs[t], grid) > config.min_texture)]
+        return grid[(count < config.per_cell) & (_texture_at(eigs.exact(t), grid) > config.min_texture)]
 
     bar = tqdm(total=2 * (n - 1), desc="tracking (LK)", disable=not progress, leave=False)
     out = _Tracks(n)
@@ -278,7 +297,7 @@ def _sparse_queries(out: "_Tracks", grid: np.ndarray, eigs, queries: list[int], 
         f = (a + b) // 2
         empty = np.ones(len(grid), bool)
         empty[_cells(out.tracks[f, out.visible[f]], config.grid, image_size)] = False
-        keep = empty & (_texture_at(eigs[f], grid) > config.min_texture)
+        keep = empty & (_texture_at(eigs.exact(f), grid) > config.min_texture)
         if keep.any():
             fill[f] = grid[keep].astype(np.float32)
     return fill
@@ -314,11 +333,15 @@ def _sweep(greys, eigs, starting, out: _Tracks, step: int, config: TrackerConfig
         fb = np.linalg.norm(back - pos, axis=1)
         ok = ((st1[:, 0] == 1) & (st2[:, 0] == 1) & (err[:, 0] < config.max_error) & (fb < config.fb_threshold)
               & (fwd[:, 0] >= 0) & (fwd[:, 0] <= w - 1) & (fwd[:, 1] >= 0) & (fwd[:, 1] <= h - 1))
+        if step == -1:                        # going back, a track ends where its cell holds enough already
+            held = out.tracks[t + step, out.visible[t + step]]
+            count = np.bincount(_cells(held, config.grid, (w, h)), minlength=config.grid ** 2)
+            ok &= count[_cells(fwd, config.grid, (w, h))] < config.per_cell
         index, tmpl, low, fwd, fb = index[ok], tmpl[ok], low[ok], fwd[ok], fb[ok]
         patches = _patches(nxt, fwd, config.template)
         ncc = np.einsum("md,md->m", patches, tmpl)
         low = np.where(ncc < config.cut_ncc, low + 1, 0)
-        confidence = entry_confidence(ncc, fb, _texture_at(eigs[t + step], fwd), config)
+        confidence = entry_confidence(ncc, fb, eigs.for_confidence(t + step, fwd), config)
         out.set(t + step, index, fwd, confidence)
         cut = np.flatnonzero(low >= config.cut_frames)
         if cut.size:   # the jumped part leaves its track and starts one of its own, templated here
