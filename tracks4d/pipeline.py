@@ -35,7 +35,7 @@ from .geometry.refine import Refined, refine_moving
 from .geometry.transforms import transform_points
 from .io.video import Clip, read_video
 from .network.checkpoint import default_checkpoint, default_moving_checkpoint
-from .network.conditioned import MovingDepth, conditioning, load_conditioned, moving_depth
+from .network.conditioned import MovingDepth, conditioning, load_conditioned, moving_depth, window_context
 from .network.finetune import finetune
 from .network.inference import PRECISIONS, guess_intrinsics, native_bf16, run_network
 from .network.onnx_backend import load_backend
@@ -259,10 +259,17 @@ def place_moving(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, stati
     known = np.isfinite(static_points).all(1)[None] & tracks.visible & (z > 0)
     score = np.log(np.maximum(motion.residual_px, 1e-3) / motion.noise_px)
     static_depth = np.where(known, z, np.nan)
-    cond = conditioning(tracks.tracks, tracks.visible, cameras, score, static_depth, contact.depth, contact.plane)
     placed_by_geometry = np.isfinite(static_points).all(1)
-    out = moving_depth(model, cond, window_spans(tracks.n_frames, opts.window, opts.overlap), ~placed_by_geometry,
-                       opts.device)
+    need = ~placed_by_geometry
+    spans = window_spans(tracks.n_frames, opts.window, opts.overlap)
+    context = [window_context(known, need, start, end) for start, end in spans]
+    columns = np.union1d(np.flatnonzero(need), np.concatenate(context))      # tokens only for these tracks
+    cond = conditioning(tracks.tracks, tracks.visible, cameras, score, static_depth, contact.depth, contact.plane,
+                        columns)
+    part = moving_depth(model, cond, spans, need[columns], opts.device)
+    n, p = tracks.visible.shape
+    out = MovingDepth(np.full((n, p), np.nan), np.full((n, p), np.nan), np.full(p, 0.5))
+    out.depth[:, columns], out.sigma[:, columns], out.motion[columns] = part.depth, part.sigma, part.motion
     out.depth[:, placed_by_geometry] = z[:, placed_by_geometry]       # triangulated: their own depth
     out.sigma[:, placed_by_geometry] = 0.0
     return out

@@ -239,27 +239,33 @@ def probe_video(path: str | Path, count_limit: int | None = None) -> VideoInfo:
     return VideoInfo(path, n, fps, w, h, *turn)
 
 
-def _gather(source, path: Path, long_side: int | None, max_frames: int | None):
+def _gather(source, path: Path, long_side: int | None, max_frames: int | None, expected: int = 0):
     """(frame number, (H, W, 3) image) pairs → (frames (N, h, w, 3) resized, frame numbers (N,), source (W, H));
-    stops at ``max_frames``."""
+    stops at ``max_frames``. Frames go straight into one array sized for ``expected`` frames (grown by half when
+    more come): decoding holds the clip once, not a list of frames and then their stack."""
     import cv2
 
-    frames, indices, source_size, size = [], [], None, None
+    frames, indices, source_size, size = None, [], None, None
     for i, img in source:
         h, w = img.shape[:2]
         if source_size is None:
             source_size = (w, h)
             s = 1.0 if long_side is None else min(1.0, long_side / max(w, h))
             size = (max(1, round(w * s)), max(1, round(h * s)))
+            capacity = max(1, min(expected or 64, max_frames or expected or 64))
+            frames = np.empty((capacity, size[1], size[0], img.shape[2]), np.uint8)
         elif (w, h) != source_size:
             raise VideoError(f"{path}: frame {i} is {w}x{h}, earlier frames {source_size[0]}x{source_size[1]}")
-        frames.append(img if size == source_size else cv2.resize(img, size, interpolation=cv2.INTER_AREA))
+        if len(indices) == len(frames):
+            frames = np.concatenate([frames, np.empty((len(frames) // 2 + 1,) + frames.shape[1:], np.uint8)])
+        frames[len(indices)] = img if size == source_size else cv2.resize(img, size, interpolation=cv2.INTER_AREA)
         indices.append(i)
-        if max_frames is not None and len(frames) >= max_frames:
+        if max_frames is not None and len(indices) >= max_frames:
             break
-    if not frames:
+    if not indices:
         raise VideoError(f"{path}: video holds no frames")
-    return np.stack(frames), np.array(indices), source_size
+    n = len(indices)
+    return (frames[:n] if n == len(frames) else frames[:n].copy()), np.array(indices), source_size
 
 
 def read_video(path: str | Path, *, stride: int = 1, max_frames: int | None = None,
@@ -276,7 +282,7 @@ def read_video(path: str | Path, *, stride: int = 1, max_frames: int | None = No
     if path.is_dir():
         files = _frame_files(path)[::stride][:max_frames]
         frames, indices, source_size = _gather(((i * stride, _read_image(f)) for i, f in enumerate(files)), path,
-                                               long_side, max_frames)
+                                               long_side, max_frames, len(files))
         return Clip(frames, indices, None, source_size)
     times, turns = [], []
     with _open_video(path, "decode") as (container, stream):
@@ -292,6 +298,6 @@ def read_video(path: str | Path, *, stride: int = 1, max_frames: int | None = No
                     times.append(frame.time)
                     yield i, upright(frame.to_ndarray(format="rgb24"), *turns[-1])
 
-        frames, indices, source_size = _gather(kept(), path, long_side, max_frames)
+        frames, indices, source_size = _gather(kept(), path, long_side, max_frames, -(-stream.frames // stride))
     timestamps = None if any(t is None for t in times) else np.array(times, dtype=np.float64)
     return Clip(frames, indices, None if fps is None else fps / stride, source_size, timestamps, *turns[0])

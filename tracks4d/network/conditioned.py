@@ -150,18 +150,24 @@ class Conditioning:
 
 
 def conditioning(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, motion_score: np.ndarray,
-                 static_depth: np.ndarray, contact_depth: np.ndarray, plane: GroundPlane | None) -> Conditioning:
+                 static_depth: np.ndarray, contact_depth: np.ndarray, plane: GroundPlane | None,
+                 columns: np.ndarray | None = None) -> Conditioning:
     """The network's input tokens (:data:`FEATURES`) for one window.
 
     tracks (N, P, 2) px · visible (N, P) bool · cameras: the solved ones · motion_score (P,): log of the static-fit
     residual over the clip's noise level · static_depth (N, P): camera-frame depth of static tracks triangulated
     under the cameras, NaN where unknown (moving tracks, no parallax) · contact_depth (N, P): the ground-contact
-    prior's depth, NaN where it has none · plane: the ground (None: none found)."""
+    prior's depth, NaN where it has none · plane: the ground (None: none found) · columns: the tracks to build
+    tokens for (all by default; the scale is always the whole clip's)."""
+    known_all = np.isfinite(static_depth) & (static_depth > 0) & visible
+    scale = float(np.median(static_depth[known_all])) if known_all.sum() >= 8 else 1.0
+    if columns is not None:
+        tracks, visible, motion_score = tracks[:, columns], visible[:, columns], motion_score[columns]
+        static_depth, contact_depth = static_depth[:, columns], contact_depth[:, columns]
     n, p = visible.shape
     rays = bearings(tracks.astype(np.float64), cameras.intrinsics)
     rays = rays[..., :2] / np.maximum(rays[..., 2:], 1e-6)
     known_static = np.isfinite(static_depth) & (static_depth > 0) & visible
-    scale = float(np.median(static_depth[known_static])) if known_static.sum() >= 8 else 1.0
     features = np.zeros((n, p, len(FEATURES)), np.float32)
     features[..., 0:2] = np.clip(rays, -3, 3)
     features[..., 2] = visible
@@ -171,7 +177,7 @@ def conditioning(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, moti
     contact = np.isfinite(contact_depth) & (np.nan_to_num(contact_depth) > 0) & visible
     features[..., 6] = np.clip(np.where(contact, np.log(np.where(contact, contact_depth, 1) / scale), 0), -4, 4)
     features[..., 7] = contact
-    if plane is not None and known_static.sum() >= 8:
+    if plane is not None and known_all.sum() >= 8:
         up = cameras.world_to_camera[:, :3, :3] @ plane.normal                   # (N, 3) the ground's normal
         height = plane.height(cameras.centres) / scale                            # (N,) camera above the ground
         descent = np.einsum("npc,nc->np", np.concatenate([rays, np.ones((n, p, 1))], -1), up)
@@ -230,6 +236,14 @@ CONTEXT_TRACKS = 256   # static tracks with known depth the network sees beside 
 GROUP_TRACKS = 512     # tracks placed per pass
 
 
+def window_context(known: np.ndarray, need: np.ndarray, start: int, end: int) -> np.ndarray:
+    """The context of window [start, end): up to ``CONTEXT_TRACKS`` tracks not ``need``-ed (P,) with known static
+    depth, those ``known`` (N, P) in most of its frames (ties: the lower index). → (C,) int."""
+    count = known[start:end].sum(0)
+    others = np.flatnonzero(~need & (count > 0))
+    return others[np.argsort(-count[others], kind="stable")[:CONTEXT_TRACKS]]
+
+
 def moving_depth(model: ConditionedNet, cond: Conditioning, spans: list[tuple[int, int]], need: np.ndarray,
                  device: str | torch.device = "cpu") -> MovingDepth:
     """The network over a clip's ``spans`` (frame windows from :func:`~.stitch.window_spans`) for the tracks
@@ -245,9 +259,7 @@ def moving_depth(model: ConditionedNet, cond: Conditioning, spans: list[tuple[in
     motion, seen = np.zeros(p), np.zeros(p)
     for start, end in spans:                  # each window: only the tracks it sees (cost linear in the clip)
         here = wanted[visible[start:end, wanted].any(0)]
-        count = known[start:end].sum(0)
-        others = np.flatnonzero(~need & (count > 0))
-        context = others[np.argsort(-count[others], kind="stable")[:CONTEXT_TRACKS]]
+        context = window_context(known, need, start, end)
         for group in np.array_split(here, max(1, -(-here.size // GROUP_TRACKS))):
             if group.size == 0:
                 continue
