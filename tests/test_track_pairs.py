@@ -69,3 +69,26 @@ def test_neighbourhood_work_grows_linearly_with_the_clip(monkeypatch):
     # 4× the frames, 4.4× the tracks: linear work is ~5× as much; all pairs over all frames would be ~80×
     assert totals[800][0] < 7 * totals[200][0]
     assert totals[800][1] < 7 * totals[200][1]
+
+
+def test_triangulation_in_chunks_of_tracks_is_exact(monkeypatch):
+    """Long clips triangulate and reproject their tracks ``CHUNK_TRACKS`` at a time (bounded work arrays); the
+    result is the one pass's, bit for bit."""
+    from tracks4d.geometry import triangulation as tri
+    rng = np.random.default_rng(0)
+    n, p = 12, 300
+    w2c = np.tile(np.eye(4), (n, 1, 1))
+    w2c[:, 0, 3] = np.linspace(0, 1, n)
+    k = np.tile(np.array([[500, 0, 320], [0, 500, 240], [0, 0, 1.0]]), (n, 1, 1))
+    cam = rng.uniform([-1, -1, 3], [1, 1, 6], (p, 3))[None] + w2c[:, None, :3, 3]
+    pix = np.einsum("nij,npj->npi", k, cam)
+    tracks = pix[..., :2] / pix[..., 2:] + rng.normal(0, 0.5, (n, p, 2))
+    visible = rng.random((n, p)) > 0.3
+    whole = tri.triangulate_robust(tracks, visible, w2c, k)
+    monkeypatch.setattr(tri, "CHUNK_TRACKS", 64)
+    chunked = tri.triangulate_robust(tracks, visible, w2c, k)
+    np.testing.assert_array_equal(chunked, whole)
+    errors = tri.reprojection_errors(whole, tracks, w2c, k)
+    monkeypatch.setattr(tri, "CHUNK_TRACKS", 10 ** 9)
+    np.testing.assert_array_equal(tri.reprojection_errors(whole, tracks, w2c, k), errors)
+    np.testing.assert_array_equal(tri.triangulate_robust(tracks, visible, w2c, k), whole)

@@ -11,6 +11,13 @@ __all__ = ["bearings", "triangulate", "triangulate_robust", "reprojection_errors
            "local_triangulation"]
 
 
+CHUNK_TRACKS = 2048   # tracks handled at once: on long clips the (frames × tracks) work arrays stay bounded
+
+
+def _chunks(p: int) -> list[slice]:
+    return [slice(start, start + CHUNK_TRACKS) for start in range(0, p, CHUNK_TRACKS)]
+
+
 def bearings(tracks: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
     """tracks (N, P, 2) px · intrinsics (N, 3, 3) → (N, P, 3) unit viewing rays in each camera's frame."""
     rays = np.concatenate([tracks, np.ones(tracks.shape[:-1] + (1,))], -1) @ np.swapaxes(
@@ -25,6 +32,10 @@ def triangulate(tracks: np.ndarray, visible: np.ndarray, w2c: np.ndarray, intrin
     tracks (N, P, 2) px · visible (N, P) bool · w2c (N, 4, 4) · intrinsics (N, 3, 3) · frames (N,) bool, the frames
     to use (default: all) · weights (N, P) ≥ 0 per observation (default 1) → (P, 3) float64, NaN where fewer than
     two of them see the track or the point lies at infinity."""
+    if tracks.shape[1] > CHUNK_TRACKS:
+        return np.concatenate([triangulate(tracks[:, c], visible[:, c], w2c, intrinsics, frames,
+                                           None if weights is None else weights[:, c])
+                               for c in _chunks(tracks.shape[1])])
     use = visible if frames is None else visible & frames[:, None]
     xy = bearings(tracks.astype(np.float64), intrinsics)
     xy = xy[..., :2] / xy[..., 2:]                                             # (N, P, 2) normalised
@@ -56,6 +67,9 @@ def triangulate_robust(tracks: np.ndarray, visible: np.ndarray, w2c: np.ndarray,
 def reprojection_errors(points: np.ndarray, tracks: np.ndarray, w2c: np.ndarray,
                         intrinsics: np.ndarray) -> np.ndarray:
     """points (P, 3) · tracks (N, P, 2) → (N, P) px (inf behind a camera or where a point is NaN)."""
+    if tracks.shape[1] > CHUNK_TRACKS:
+        return np.concatenate([reprojection_errors(points[c], tracks[:, c], w2c, intrinsics)
+                               for c in _chunks(tracks.shape[1])], axis=1)
     cam = transform_points(w2c, points)
     pix = np.einsum("nij,npj->npi", intrinsics, cam)
     with np.errstate(invalid="ignore", divide="ignore"):
