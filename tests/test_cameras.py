@@ -216,3 +216,27 @@ def test_a_panning_cameras_focal_is_measured_from_its_rotations():
     seen = np.broadcast_to(visible[:1], visible.shape)
     fixed = _with_measured_focal(still, seen, Cameras(rotation_cameras(still, seen, guess, np.eye(4)), guess), np.eye(4))
     assert fixed.intrinsics[0, 0, 0] == 560.0                             # the tracks do not tell it: the guess
+
+
+def test_a_slow_take_is_not_taken_for_a_tripod():
+    """A camera sliding slowly sideways (0.6 units over 600 frames, the scene 3–9 units away): 20 frames apart its
+    tracks move a few pixels, which a rotation explains as well as a translation; the widened pairs see the parallax.
+    A tripod turning as slowly stays rotation-only."""
+    rng = np.random.default_rng(0)
+    n, p = 600, 300
+    k = np.tile(np.array([[560.0, 0, 320], [0, 560.0, 240], [0, 0, 1]]), (n, 1, 1))
+    points = np.column_stack([rng.uniform(-4, 4, p), rng.uniform(-3, 3, p), rng.uniform(3, 9, p)])
+
+    def tracks_of(w2c):
+        cam = np.einsum("nij,pj->npi", w2c[:, :3, :3], points) + w2c[:, None, :3, 3]
+        pix = np.einsum("nij,npj->npi", k, cam)
+        return pix[..., :2] / pix[..., 2:] + rng.normal(0, 0.3, (n, p, 2))
+
+    slide = np.tile(np.eye(4), (n, 1, 1))
+    slide[:, 0, 3] = -np.linspace(0, 0.6, n)
+    visible = np.ones((n, p), bool)
+    assert select_motion_model(tracks_of(slide), visible, k).kind == "general"
+    turn = np.tile(np.eye(4), (n, 1, 1))
+    angle = np.linspace(0, 0.1, n)
+    turn[:, 0, 0], turn[:, 0, 2], turn[:, 2, 0], turn[:, 2, 2] = np.cos(angle), np.sin(angle), -np.sin(angle), np.cos(angle)
+    assert select_motion_model(tracks_of(turn), visible, k).kind == "rotation"

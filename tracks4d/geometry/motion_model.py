@@ -7,7 +7,9 @@ matrix (7 dof, RANSAC). With the intrinsics known, constraining H to a rotation 
 leaves most tracks unexplained by any rotation while F explains them (measured on generated clips: orbit and walk
 pairs 0.00–0.06 of F's inliers explained, fixed cameras 0.73–1.00). A pair votes rotation-only when the rotation
 explains ≥ ``ROTATION_SHARE`` of the tracks F explains; each frame takes the vote of the pairs that span it; runs
-shorter than ``MIN_SEGMENT`` frames join their neighbour.
+shorter than ``MIN_SEGMENT`` frames join their neighbour. A pair whose tracks moved less than ``MIN_MOTION_PX`` (a
+slow take: 20 frames of a 600-frame orbit show no parallax a rotation would not explain) is widened — twice the
+gap, while the frames still share enough tracks — and the widest pair votes.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ ROTATION_PX = 1.5      # a track the rotation explains: transfer error below thi
 EPIPOLAR_PX = 1.2      # a track F explains: distance to its epipolar line below this (1D: χ² 3.84 vs 5.99)
 ROTATION_SHARE = 0.7   # the rotation explains ≥ this share of what F explains: the pair shows no translation
 MIN_SEGMENT = 10       # shorter runs of one kind join their neighbour
+MIN_MOTION_PX = 20.0   # a pair voting rotation whose tracks moved less than this (median) is widened
 RANSAC_ITERATIONS = 64
 
 
@@ -187,6 +190,11 @@ def _segments(labels: np.ndarray) -> list[Segment]:
     return [Segment(a, b, "rotation" if rot else "general") for a, b, rot in runs]
 
 
+def _moved(tracks: np.ndarray, both: np.ndarray, a: int, b: int) -> float:
+    """Median image motion (px) of the tracks ``both`` (P,) bool between frames a and b."""
+    return float(np.median(np.linalg.norm(tracks[b, both] - tracks[a, both], axis=-1)))
+
+
 def select_motion_model(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.ndarray) -> MotionModel:
     """The camera's motion model per clip and segment (module docstring).
 
@@ -202,6 +210,15 @@ def select_motion_model(tracks: np.ndarray, visible: np.ndarray, intrinsics: np.
             continue
         share = rotation_share(tracks[a, both].astype(np.float64), tracks[b, both].astype(np.float64),
                                intrinsics[a], intrinsics[b], seed=a)
+        while share >= ROTATION_SHARE and b - a < n - 1 and _moved(tracks, both, a, b) < MIN_MOTION_PX:
+            wide = b - a                      # too little motion to tell: the pair twice as wide (later, or else
+            lo, hi = (a, min(b + wide, n - 1)) if b < n - 1 else (max(0, a - wide), b)   # earlier), sharing enough
+            shared = visible[lo] & visible[hi]
+            if (lo, hi) == (a, b) or shared.sum() < MIN_SHARED:
+                break
+            a, b, both = lo, hi, shared
+            share = rotation_share(tracks[a, both].astype(np.float64), tracks[b, both].astype(np.float64),
+                                   intrinsics[a], intrinsics[b], seed=a)
         pairs.append((a, b, share))
         votes[a:b + 1] += share >= ROTATION_SHARE
         counts[a:b + 1] += 1
