@@ -18,7 +18,7 @@ is kept beside the visibility (users and later stages weigh it); tracks visible 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -192,24 +192,6 @@ class _Tracks:
         return self._query_frame[:self.size]
 
 
-@dataclass
-class _Starts:
-    """Where tracks start: track index (S,), frame (S,), point (S, 2), template (S, T²) — the backward sweep takes
-    every query the forward sweep placed back from its frame."""
-
-    index: list = field(default_factory=list)
-    frame: list = field(default_factory=list)
-    point: list = field(default_factory=list)
-    template: list = field(default_factory=list)
-
-    def at(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        chosen = [i for i, f in enumerate(self.frame) if f == t]
-        if not chosen:
-            return np.zeros(0, np.int64), np.zeros((0, 2), np.float32), np.zeros((0, 0), np.float32)
-        return (np.concatenate([self.index[i] for i in chosen]), np.concatenate([self.point[i] for i in chosen]),
-                np.concatenate([self.template[i] for i in chosen]))
-
-
 def _cells(points: np.ndarray, grid: int, image_size: tuple[int, int]) -> np.ndarray:
     """(M,) row-major index of the grid×grid cell each point (M, 2) lies in."""
     w, h = image_size
@@ -234,7 +216,7 @@ def track_frames(frames: np.ndarray, config: TrackerConfig = TrackerConfig(), pr
         raise ValueError(f"frames must be (N>=2, H, W, 3) uint8 RGB, got {frames.shape} {frames.dtype}")
     n, h, w = frames.shape[:3]
     greys = [normalised_grey(f) for f in frames]
-    eigs = _Texture(greys, config)
+    texture = _Texture(greys, config)
     grid = grid_points(w, h, config.grid)
     scheduled = set(query_frames(n, config.query_every).tolist())
 
@@ -242,19 +224,20 @@ def track_frames(frames: np.ndarray, config: TrackerConfig = TrackerConfig(), pr
         if t not in scheduled:
             return np.zeros((0, 2), np.float32)
         count = np.bincount(_cells(followed, config.grid, (w, h)), minlength=len(grid))
-        return grid[(count < config.per_cell) & (_texture_at(eigs.exact(t), grid) > config.min_texture)]
+        return grid[(count < config.per_cell) & (_texture_at(texture.exact(t), grid) > config.min_texture)]
 
     bar = tqdm(total=2 * (n - 1), desc="tracking (LK)", disable=not progress, leave=False)
     out = _Tracks(n)
-    _track_queries(greys, eigs, out, queries_at, config, bar)
+    _track_queries(greys, texture, out, queries_at, config, bar)
     if config.fill:
-        fill = _sparse_queries(out, grid, eigs, sorted(scheduled), config, (w, h))
+        fill = _sparse_queries(out, grid, texture, sorted(scheduled), config, (w, h))
         if fill:
             bar.total += 2 * (n - 1)
-            _track_queries(greys, eigs, out, lambda t, followed: fill.get(t, np.zeros((0, 2), np.float32)),
+            _track_queries(greys, texture, out, lambda t, followed: fill.get(t, np.zeros((0, 2), np.float32)),
                            config, bar, first=3)
     bar.close()
-    keep = out.order()[out.visible.sum(0)[out.order()] > min_visible_frames(n)]
+    order = out.order()
+    keep = order[out.visible.sum(0)[order] > min_visible_frames(n)]
     if not keep.size:
         raise ValueError(f"no track stays visible in more than {min_visible_frames(n)} of {n} frames "
                          f"(untextured or too short a clip?)")
@@ -263,28 +246,25 @@ def track_frames(frames: np.ndarray, config: TrackerConfig = TrackerConfig(), pr
                     query_frame=out.query_frame[keep], confidence=np.where(visible, out.confidence[:, keep], 0))
 
 
-def _track_queries(greys, eigs, out: _Tracks, queries_at, config: TrackerConfig, bar, first: int = 0) -> None:
+def _track_queries(greys, texture, out: _Tracks, queries_at, config: TrackerConfig, bar, first: int = 0) -> None:
     """Track the queries ``queries_at(t, followed)`` places at frame t (given the points (M, 2) the forward sweep
     follows there) forwards, then each of them backwards from its frame (:func:`_sweep`); the tracks go to ``out``,
     the queries with origin ``first``, the tracks the two sweeps' cuts start with the next two."""
-    starts = _Starts()
+    starts = {}                               # frame → (track indices, points, templates) placed there
 
     def place(t: int, followed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         points = np.asarray(queries_at(t, followed), np.float32).reshape(-1, 2)
         out.origin = first
-        index, template = out.add(t, points), _patches(greys[t], points, config.template)
+        starts[t] = out.add(t, points), points, _patches(greys[t], points, config.template)
         out.origin = first + 1                # what this sweep's cuts start
-        for store, value in zip((starts.index, starts.frame, starts.point, starts.template),
-                                (index, t, points, template)):
-            store.append(value)
-        return index, points, template
+        return starts[t]
 
-    _sweep(greys, eigs, place, out, 1, config, bar)
-    out.origin = first + 2
-    _sweep(greys, eigs, lambda t, followed: starts.at(t), out, -1, config, bar)
+    _sweep(greys, texture, place, out, 1, config, bar)
+    out.origin = first + 2                    # the backward sweep takes each query back from its frame
+    _sweep(greys, texture, lambda t, followed: starts[t], out, -1, config, bar)
 
 
-def _sparse_queries(out: "_Tracks", grid: np.ndarray, eigs, queries: list[int], config: TrackerConfig,
+def _sparse_queries(out: "_Tracks", grid: np.ndarray, texture: "_Texture", queries: list[int], config: TrackerConfig,
                     image_size: tuple[int, int]) -> dict[int, np.ndarray]:
     """Queries where the schedule's tracks are sparse: at the frame halfway between two query frames, the textured
     grid cells (of ``grid`` (G², 2) cell centres) that no visible track lies in → {frame: points (M, 2)}.
@@ -297,13 +277,13 @@ def _sparse_queries(out: "_Tracks", grid: np.ndarray, eigs, queries: list[int], 
         f = (a + b) // 2
         empty = np.ones(len(grid), bool)
         empty[_cells(out.tracks[f, out.visible[f]], config.grid, image_size)] = False
-        keep = empty & (_texture_at(eigs.exact(f), grid) > config.min_texture)
+        keep = empty & (_texture_at(texture.exact(f), grid) > config.min_texture)
         if keep.any():
             fill[f] = grid[keep].astype(np.float32)
     return fill
 
 
-def _sweep(greys, eigs, starting, out: _Tracks, step: int, config: TrackerConfig, bar) -> None:
+def _sweep(greys, texture: "_Texture", starting, out: _Tracks, step: int, config: TrackerConfig, bar) -> None:
     """One direction (``step`` ±1) of tracking: at each frame t, the tracks ``starting(t, followed)`` gives (index
     (M,), points (M, 2), templates (M, T²)) join the points followed, and every point is followed on, cut where its
     template stops matching. Fills ``out`` (cut tracks' second parts are appended to it)."""
@@ -341,7 +321,7 @@ def _sweep(greys, eigs, starting, out: _Tracks, step: int, config: TrackerConfig
         patches = _patches(nxt, fwd, config.template)
         ncc = np.einsum("md,md->m", patches, tmpl)
         low = np.where(ncc < config.cut_ncc, low + 1, 0)
-        confidence = entry_confidence(ncc, fb, eigs.for_confidence(t + step, fwd), config)
+        confidence = entry_confidence(ncc, fb, texture.for_confidence(t + step, fwd), config)
         out.set(t + step, index, fwd, confidence)
         cut = np.flatnonzero(low >= config.cut_frames)
         if cut.size:   # the jumped part leaves its track and starts one of its own, templated here
