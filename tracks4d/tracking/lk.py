@@ -40,7 +40,10 @@ class TrackerConfig:
     covariance around a query (``cv2.cornerMinEigenVal``; flat queries are not seeded) · template: side (px) of
     the patch compared with the track's template · cut_ncc / cut_frames: a track whose template correlation stays
     below cut_ncc for cut_frames steps is cut there · per_cell: a query frame places a query on a grid cell only while
-    it holds fewer tracks than this · fill: add queries where the tracks are sparse, halfway between query frames
+    it holds fewer tracks than this, a cell tracks converge into keeps this many (the eldest), and a track followed
+    back ends where its cell holds this many — from frame ``dense_frames`` on; before it, cells take twice as many
+    and converging tracks all go on (a clip that short is tracked as densely as the schedule gives, a longer take
+    keeps about a short clip's tracks per frame) · fill: add queries where the tracks are sparse, halfway between query frames
     (:func:`_sparse_queries`)."""
 
     grid: int = 15
@@ -53,14 +56,16 @@ class TrackerConfig:
     template: int = 11
     cut_ncc: float = 0.4
     cut_frames: int = 2
-    per_cell: int = 8
+    per_cell: int = 4
+    dense_frames: int = 50
     fill: bool = True
 
     def __post_init__(self) -> None:
         if self.grid < 1 or self.query_every < 1 or self.window < 3 or self.levels < 0:
             raise ValueError("TrackerConfig: grid >= 1, query_every >= 1, window >= 3 and levels >= 0 required")
-        if self.template < 3 or self.cut_frames < 1 or self.per_cell < 1:
-            raise ValueError("TrackerConfig: template >= 3, cut_frames >= 1 and per_cell >= 1 required")
+        if self.template < 3 or self.cut_frames < 1 or self.per_cell < 1 or self.dense_frames < 0:
+            raise ValueError("TrackerConfig: template >= 3, cut_frames >= 1, per_cell >= 1 and dense_frames >= 0 "
+                             "required")
 
 
 def query_frames(n_frames: int, every: int = 20) -> np.ndarray:
@@ -207,9 +212,9 @@ def track_frames(frames: np.ndarray, config: TrackerConfig = TrackerConfig(), pr
     entries hold the nearest visible position.
 
     Queries are placed at the query frames (:func:`query_frames`), on the textured cells of the grid that hold fewer
-    than ``config.per_cell`` of the tracks followed there so far (all of them at the first): new content gets tracks
-    and a long, slow take does not pile them up — the tracks per frame stay those of a short clip. Then the fill
-    queries (:func:`_sparse_queries`).
+    than :func:`_cap` of the tracks followed there, and going back a track ends at a full cell; from frame
+    ``config.dense_frames`` on, converging tracks do not pile up either (the youngest end): new content gets tracks and
+    a long, slow take keeps about a short clip's tracks per frame. Then the fill queries (:func:`_sparse_queries`).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or frames.shape[0] < 2:
@@ -224,7 +229,7 @@ def track_frames(frames: np.ndarray, config: TrackerConfig = TrackerConfig(), pr
         if t not in scheduled:
             return np.zeros((0, 2), np.float32)
         count = np.bincount(_cells(followed, config.grid, (w, h)), minlength=len(grid))
-        return grid[(count < config.per_cell) & (_texture_at(texture.exact(t), grid) > config.min_texture)]
+        return grid[(count < _cap(t, config)) & (_texture_at(texture.exact(t), grid) > config.min_texture)]
 
     bar = tqdm(total=2 * (n - 1), desc="tracking (LK)", disable=not progress, leave=False)
     out = _Tracks(n)
@@ -283,6 +288,23 @@ def _sparse_queries(out: "_Tracks", grid: np.ndarray, texture: "_Texture", queri
     return fill
 
 
+def _cap(t: int, config: TrackerConfig) -> int:
+    """The tracks a grid cell takes at frame t: ``per_cell``, twice that before ``dense_frames``."""
+    return config.per_cell * (2 if t < config.dense_frames else 1)
+
+
+def _eldest(index: np.ndarray, cells: np.ndarray, ok: np.ndarray, per_cell: int) -> np.ndarray:
+    """(M,) bool: which of the points followed on (``ok``) are among the ``per_cell`` eldest (smallest track
+    ``index``) in their cell — tracks that converge (a surface turning away, a zoom out) do not pile up."""
+    keep = ok.copy()
+    chosen = np.flatnonzero(ok)
+    order = chosen[np.lexsort((index[chosen], cells[chosen]))]
+    group = cells[order]
+    first = np.searchsorted(group, group)                 # where each point's cell starts in the sorted order
+    keep[order[np.arange(order.size) - first >= per_cell]] = False
+    return keep
+
+
 def _sweep(greys, texture: "_Texture", starting, out: _Tracks, step: int, config: TrackerConfig, bar) -> None:
     """One direction (``step`` ±1) of tracking: at each frame t, the tracks ``starting(t, followed)`` gives (index
     (M,), points (M, 2), templates (M, T²)) join the points followed, and every point is followed on, cut where its
@@ -313,10 +335,12 @@ def _sweep(greys, texture: "_Texture", starting, out: _Tracks, step: int, config
         fb = np.linalg.norm(back - pos, axis=1)
         ok = ((st1[:, 0] == 1) & (st2[:, 0] == 1) & (err[:, 0] < config.max_error) & (fb < config.fb_threshold)
               & (fwd[:, 0] >= 0) & (fwd[:, 0] <= w - 1) & (fwd[:, 1] >= 0) & (fwd[:, 1] <= h - 1))
-        if step == -1:                        # going back, a track ends where its cell holds enough already
+        if step == -1:                                          # going back, a track ends at a full cell
             held = out.tracks[t + step, out.visible[t + step]]
             count = np.bincount(_cells(held, config.grid, (w, h)), minlength=config.grid ** 2)
-            ok &= count[_cells(fwd, config.grid, (w, h))] < config.per_cell
+            ok &= count[_cells(fwd, config.grid, (w, h))] < _cap(t + step, config)
+        elif t + step >= config.dense_frames:                   # going on, the youngest end where a cell holds too many
+            ok &= _eldest(index, _cells(fwd, config.grid, (w, h)), ok, config.per_cell)
         index, tmpl, low, fwd, fb = index[ok], tmpl[ok], low[ok], fwd[ok], fb[ok]
         patches = _patches(nxt, fwd, config.template)
         ncc = np.einsum("md,md->m", patches, tmpl)
