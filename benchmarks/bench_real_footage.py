@@ -112,11 +112,12 @@ def _pixel_free(scene_arrays: dict) -> RenderedScene:
 
 
 def make_clip(kind: str, seed: int, variant: str, frames: int, size: tuple[int, int], cache: Path,
-              clip_name: str) -> tuple[Path, RenderedScene, float]:
-    """The clip's mp4 and ground-truth scene, rendered once and cached. Returns (mp4 path, scene, render seconds)."""
+              clip_name: str, span: float = 1.0) -> tuple[Path, RenderedScene, float]:
+    """The clip's mp4 and ground-truth scene (``span``: :func:`render_scene`'s), rendered once and cached. Returns
+    (mp4 path, scene, render seconds)."""
     spec = clip_spec(kind, seed)
     label = kind if spec["camera"] == kind else f"{kind}-{spec['camera']}"
-    stem = f"{label}_{seed}_{frames}f_{size[0]}x{size[1]}_v{CACHE_VERSION}"
+    stem = f"{label}_{seed}_{frames}f_{size[0]}x{size[1]}_v{CACHE_VERSION}" + (f"_span{span:g}" if span != 1 else "")
     mp4, truth = cache / f"{stem}_{variant}.mp4", cache / f"{stem}_{variant}.pkl"
     if mp4.is_file() and truth.is_file():
         with open(truth, "rb") as f:
@@ -126,7 +127,7 @@ def make_clip(kind: str, seed: int, variant: str, frames: int, size: tuple[int, 
     opts = variant_options(kind, variant)
     start = time.perf_counter()
     scene = render_scene(seed, frames, size, opts["noise_std"], subframes=opts["subframes"], shutter=opts["shutter"],
-                         **spec)
+                         span=span, **spec)
     images = phone_like(scene.frames, seed) if opts["phone"] else scene.frames
     render_s = time.perf_counter() - start
     encode_h264(images, mp4.with_suffix(".tmp.mp4"), fps=30, crf=opts["crf"]).replace(mp4)

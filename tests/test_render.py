@@ -171,3 +171,17 @@ def test_metrics_jaccard_by_hand():
     assert [m[f"delta_{x}"] for x in (1, 2, 4, 8, 16)] == pytest.approx([2 / 3, 2 / 3, 2 / 3, 1, 1])
     first = tapvid_metrics(pred, pred_visible, gt, gt_occluded, np.array([2]), mode="first")
     assert first["occlusion_accuracy"] == pytest.approx(1 / 2)   # frames 3 and 4 only
+
+
+def test_a_longer_take_continues_the_same_paths():
+    """span 2 over 5 frames (τ = 0, ½, 1, 1½, 2): its first three frames are the 3-frame clip's, bit for bit; the
+    sliding box then goes back the way it came (at τ = 1½ where it was at ½), while the orbit goes on around."""
+    short, long = (render_scene(4, n, (96, 64), camera="orbit", span=s) for n, s in ((3, 1.0), (5, 2.0)))
+    np.testing.assert_array_equal(long.frames[:3], short.frames)
+    np.testing.assert_array_equal(long.camera_to_world[:3], short.camera_to_world)
+    np.testing.assert_array_equal(long.body_to_world[3, 1], short.body_to_world[1, 1])
+    centre = long.camera_to_world[:, :2, 3] - long.camera_to_world[:, :2, 3].mean(0)
+    turn = np.degrees(np.unwrap(np.arctan2(centre[:, 1], centre[:, 0])))
+    assert abs(turn[4] - turn[0]) > 1.6 * abs(turn[2] - turn[0])       # still turning the same way
+    with pytest.raises(ValueError, match="span"):
+        render_scene(4, 3, (96, 64), span=0.0)

@@ -129,8 +129,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint, device=resolve_device(args.device), fx=args.fx, fy=args.fy, cx=args.cx, cy=args.cy,
         fov_deg=args.fov_deg, tracker=args.tracker, tracker_checkpoint=args.tracker_checkpoint, grid=args.grid,
         query_every=args.query_every, stride=args.stride, max_frames=args.max_frames, long_side=args.long_side,
-        bundle_adjust=args.ba, ba_gamma=None if args.ba_gamma == "auto" else float(args.ba_gamma),
-        camera_init=args.camera_init,
+        max_memory_gb=args.max_memory, bundle_adjust=args.ba,
+        ba_gamma=None if args.ba_gamma == "auto" else float(args.ba_gamma), camera_init=args.camera_init,
         finetune_steps=args.finetune, backend=args.backend, precision=args.precision,
         moving_checkpoint=args.moving_checkpoint, refine_moving=args.refine_moving, progress=not args.no_progress)
     result = run_pipeline(args.input, opts)
@@ -290,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--stride", type=int, default=1)
     rc.add_argument("--max-frames", type=int)
     rc.add_argument("--long-side", type=int, default=640)
+    rc.add_argument("--max-memory", type=float, metavar="GB",
+                    help="read every k-th frame of a video whose estimated peak memory would pass GB (the stride "
+                         "chosen is in meta['memory'] and the verdict)")
     rc.add_argument("--ba", action=argparse.BooleanOptionalAction, default=False, help="bundle adjustment")
     rc.add_argument("--ba-gamma", default="auto",
                     help="tracks with γ below this are static ('auto': 4 × the clip's noise level over the focal)")

@@ -6,6 +6,7 @@ recorded with the stage's time in ``meta["stages"]``:
     decode → track → network (per ≤ 50-frame window, stitched: γ, points and a camera guess)
            → cameras (:func:`~tracks4d.geometry.cameras.solve_cameras`: motion model, seed, one bundle adjustment)
            → motion levels (:func:`~tracks4d.geometry.motion.motion_levels`: static-fit residuals, fused with γ)
+           → consistency (:func:`~tracks4d.geometry.consistency.static_consistency`: do distant windows agree?)
            → ground contact (:func:`~tracks4d.geometry.ground.ground_contact`: plane, objects, contact depth)
            → moving depth (:func:`~tracks4d.network.conditioned.moving_depth`: the geometry-conditioned network)
            → points (:func:`~tracks4d.geometry.points.place_points`: static triangulated, moving on their rays)
@@ -27,15 +28,17 @@ import torch
 
 from .contracts import Cameras, Reconstruction, TrackSet
 from .geometry.cameras import CAMERA_INITS, CameraSolution, solve_cameras
+from .geometry.consistency import Consistency, static_consistency
 from .geometry.ground import GroundContact, ground_contact
 from .geometry.motion import MotionLevels, motion_levels, motion_states, static_fit
 from .geometry.plausible import between_sightings, flying_entries, on_their_object, plausible_trajectories
 from .geometry.points import PlacedPoints, on_rays, place_points
 from .geometry.refine import Refined, refine_moving
 from .geometry.transforms import transform_points
-from .io.video import Clip, read_video
+from .memory import MemoryPlan, give_back_freed, plan_stride
+from .io.video import Clip, probe_video, read_video
 from .network.checkpoint import default_checkpoint, default_moving_checkpoint
-from .network.conditioned import MovingDepth, conditioning, load_conditioned, moving_depth, window_context
+from .network.conditioned import ClipGeometry, MovingDepth, load_conditioned, moving_depth
 from .network.finetune import finetune
 from .network.inference import PRECISIONS, guess_intrinsics, native_bf16, run_network
 from .network.onnx_backend import load_backend
@@ -50,6 +53,8 @@ __all__ = ["ReconstructOptions", "ReconstructResult", "run_pipeline", "reconstru
 class ReconstructOptions:
     """checkpoint: model file (None: the shipped one for ``device``, :func:`default_checkpoint`) · device · fx, fy, cx, cy or fov_deg: intrinsics in input pixels (None: unknown) ·
     tracker / tracker_checkpoint / grid / query_every: tracking · stride, max_frames, long_side: decoding ·
+    max_memory_gb: read every k-th frame of a video whose estimated peak memory would pass this
+    (:mod:`tracks4d.memory`; said in ``meta["memory"]`` and the verdict; None: no limit) ·
     bundle_adjust: one bundle adjustment of the clip's cameras and static points · ba_gamma: static tracks have γ
     below this (None: automatic, :data:`~tracks4d.geometry.motion.STATIC_SIGMAS` × the clip's noise level) ·
     camera_init: "auto" (the network's cameras or the tracks', whichever more tracks fit as static points) or
@@ -79,6 +84,7 @@ class ReconstructOptions:
     stride: int = 1
     max_frames: int | None = None
     long_side: int | None = 640
+    max_memory_gb: float | None = None
     bundle_adjust: bool = False
     ba_gamma: float | None = None
     camera_init: str = "auto"
@@ -170,21 +176,37 @@ def _timed(timings: dict, name: str):
     timings[f"{name}_s"] = time.perf_counter() - start
 
 
+def memory_plan(source: str | Path, opts: ReconstructOptions) -> MemoryPlan | None:
+    """The extra frame stride that keeps a video under ``opts.max_memory_gb`` (None without a limit)."""
+    if opts.max_memory_gb is None:
+        return None
+    info = probe_video(source)
+    frames = -(-info.n_frames // opts.stride)
+    if opts.max_frames is not None:
+        frames = min(frames, opts.max_frames)
+    scale = 1.0 if opts.long_side is None else min(1.0, opts.long_side / max(info.width, info.height))
+    return plan_stride(frames, round(info.width * scale), round(info.height * scale), opts.max_memory_gb)
+
+
 def read_tracks(source: str | Path | TrackSet, opts: ReconstructOptions, timings: dict,
-                progress: Callable[[float, str], None]) -> tuple[TrackSet, Clip | None]:
-    """Decode and track stages: the input's tracks (a TrackSet or track file as given) and decoded clip (or None)."""
+                progress: Callable[[float, str], None]) -> tuple[TrackSet, Clip | None, MemoryPlan | None]:
+    """Decode and track stages: the input's tracks (a TrackSet or track file as given), decoded clip (or None) and
+    the memory plan its frames were read under (None: no ``max_memory_gb``, or not a video)."""
     if isinstance(source, TrackSet):
-        return source, None
+        return source, None, None
     if Path(source).is_file() and Path(source).suffix.lower() == ".npz":
-        return TrackSet.load(source), None
+        return TrackSet.load(source), None, None
     with _timed(timings, "decode"):
-        clip = read_video(source, stride=opts.stride, max_frames=opts.max_frames, long_side=opts.long_side)
+        plan = memory_plan(source, opts)
+        extra = 1 if plan is None else plan.stride
+        max_frames = None if opts.max_frames is None else -(-opts.max_frames // extra)
+        clip = read_video(source, stride=opts.stride * extra, max_frames=max_frames, long_side=opts.long_side)
     progress(0.05, "decoded")
     with _timed(timings, "tracking"):
         tracks = track_clip(clip, TrackerConfig(grid=opts.grid, query_every=opts.query_every), tracker=opts.tracker,
                             checkpoint=opts.tracker_checkpoint, device=opts.device, progress=opts.progress)
     progress(0.3, "tracked")
-    return tracks, clip
+    return tracks, clip, plan
 
 
 def with_intrinsics(tracks: TrackSet, opts: ReconstructOptions) -> tuple[TrackSet, bool]:
@@ -219,6 +241,7 @@ def propose(model, tracks: TrackSet, opts: ReconstructOptions, precision: str, t
             reports.append(report.to_dict())
         t0 = time.perf_counter()
         rec = run_network(window_model, sub, opts.device, precision)
+        give_back_freed()
         network_s += time.perf_counter() - t0
         done += 1
         progress(0.3 + 0.5 * done / len(spans), f"window {done}/{len(spans)}")
@@ -256,20 +279,13 @@ def place_moving(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, stati
         return None
     model, _ = moving_network(moving_checkpoint, opts.device)
     z = transform_points(cameras.world_to_camera, np.nan_to_num(static_points))[..., 2]
-    known = np.isfinite(static_points).all(1)[None] & tracks.visible & (z > 0)
-    score = np.log(np.maximum(motion.residual_px, 1e-3) / motion.noise_px)
-    static_depth = np.where(known, z, np.nan)
     placed_by_geometry = np.isfinite(static_points).all(1)
-    need = ~placed_by_geometry
-    spans = window_spans(tracks.n_frames, opts.window, opts.overlap)
-    context = [window_context(known, need, start, end) for start, end in spans]
-    columns = np.union1d(np.flatnonzero(need), np.concatenate(context))      # tokens only for these tracks
-    cond = conditioning(tracks.tracks, tracks.visible, cameras, score, static_depth, contact.depth, contact.plane,
-                        columns)
-    part = moving_depth(model, cond, spans, need[columns], opts.device)
-    n, p = tracks.visible.shape
-    out = MovingDepth(np.full((n, p), np.nan), np.full((n, p), np.nan), np.full(p, 0.5))
-    out.depth[:, columns], out.sigma[:, columns], out.motion[columns] = part.depth, part.sigma, part.motion
+    known = placed_by_geometry[None] & tracks.visible & (z > 0)
+    score = np.log(np.maximum(motion.residual_px, 1e-3) / motion.noise_px)
+    geometry = ClipGeometry(tracks.tracks, tracks.visible, cameras, score, np.where(known, z, np.nan), contact.depth,
+                            contact.plane)
+    out = moving_depth(model, geometry, window_spans(tracks.n_frames, opts.window, opts.overlap), ~placed_by_geometry,
+                       opts.device)
     out.depth[:, placed_by_geometry] = z[:, placed_by_geometry]       # triangulated: their own depth
     out.sigma[:, placed_by_geometry] = 0.0
     return out
@@ -374,7 +390,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
         with _timed(timings, "load_moving_model"):
             moving_network(moving_checkpoint, opts.device)
 
-    tracks, clip = read_tracks(source, opts, timings, progress)
+    tracks, clip, plan = read_tracks(source, opts, timings, progress)
     tracks, known = with_intrinsics(tracks, opts)
     with _timed(timings, "windows"):
         proposal, finetune_reports = propose(model, tracks, opts, precision, timings, progress)
@@ -391,8 +407,11 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
         motion = motion.with_states(motion_states(tracks.tracks, tracks.visible, solution.cameras, motion,
                                                   image_size_of(tracks),
                                                   None if solution.rotation_only else fitted))
+    static_points = static_world(fitted, motion, solution.rotation_only)
+    with _timed(timings, "consistency"):
+        consistency = static_consistency(tracks.tracks, tracks.visible, solution.cameras, static_points,
+                                         image_size_of(tracks))
     with _timed(timings, "contact"):
-        static_points = static_world(fitted, motion, solution.rotation_only)
         contact = ground_contact(tracks.tracks, tracks.visible, solution.cameras, static_points, motion.static,
                                  image_size_of(tracks))
     with _timed(timings, "moving"):
@@ -416,6 +435,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
                    "points": {"static_depth": "unobservable (no parallax): the network's, scaled"
                               if solution.rotation_only else "triangulated under the solved cameras",
                               "static_observed": int(placed.observed.sum()), "seconds": timings["points_s"]},
+                   "consistency": {**consistency.to_meta(), "seconds": timings["consistency_s"]},
                    "contact": {**contact.to_meta(), "seconds": timings["contact_s"]},
                    "moving": {"network": "none: the first network's points" if moving is None else
                               str(moving_checkpoint), "seconds": timings["moving_s"]},
@@ -424,10 +444,12 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
                     "kept": float(np.mean(~(refined.error_px > REFINE_MAX_PX))),
                     "seconds": timings["refine_s"]},
                    "plausible": {**plausible, "seconds": timings["plausible_s"]}},
-        "verdict": _verdict(solution, motion, placed),
+        "verdict": _verdict(solution, motion, placed, consistency) + ([plan.sentence()] if plan and plan.sentence()
+                                                                      else []),
         "static_mask": motion.static.tolist(),
         "motion_states": motion.state_counts,
         "tracks_per_frame": _per_frame(tracks.visible),
+        "memory": None if plan is None else plan.to_meta(),
         "image_size": None if tracks.image_size is None else [int(v) for v in tracks.image_size],
         "video": None if clip is None else clip.to_meta(),
         "timings": timings, "checkpoint": str(checkpoint), "checkpoint_step": int(payload.get("step", 0)),
@@ -446,9 +468,10 @@ def _per_frame(visible: np.ndarray) -> dict[str, int]:
     return {"min": int(count.min()), "median": int(np.median(count)), "max": int(count.max())}
 
 
-def _verdict(solution: CameraSolution, motion: MotionLevels, placed: PlacedPoints) -> list[str]:
+def _verdict(solution: CameraSolution, motion: MotionLevels, placed: PlacedPoints, consistency: Consistency
+             ) -> list[str]:
     """Plain sentences on what the clip allowed: where the cameras come from, then any warnings (no parallax, too few
-    static tracks, a skipped adjustment, static tracks that could not be triangulated)."""
+    static tracks, a skipped adjustment, static tracks that could not be triangulated, a folded scene)."""
     ba = solution.ba
     adjusted = "" if ba is None or ba.skipped else f", adjusted over {ba.n_frames} frames and {ba.n_points} tracks"
     states = motion.state_counts
@@ -469,4 +492,6 @@ def _verdict(solution: CameraSolution, motion: MotionLevels, placed: PlacedPoint
     if not solution.rotation_only and placed.observed.sum() < 0.5 * motion.static.sum():
         notes.append(f"only {int(placed.observed.sum())} of {int(motion.static.sum())} static tracks could be "
                      f"triangulated: the rest keep the network's depth")
+    if consistency.folded:
+        notes.append(consistency.sentence())
     return notes

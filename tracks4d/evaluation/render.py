@@ -174,6 +174,13 @@ def _smooth_wiggle(rng, tau: np.ndarray, amplitude: float, cycles: tuple[float, 
 PoseFunction = Callable[[np.ndarray], np.ndarray]
 
 
+def _there_and_back(tau: np.ndarray) -> np.ndarray:
+    """τ (M,) itself on [0, 1], then back and forth (period 2): on a longer take (:func:`render_scene`'s ``span``) a
+    path or mover that would leave the scene turns round at its ends."""
+    m = np.mod(np.asarray(tau, np.float64), 2.0)
+    return np.where(m <= 1.0, m, 2.0 - m)
+
+
 def _movers(rng) -> tuple[list[Face], PoseFunction]:
     """A box sliding and turning on the ground (body 1) and a spinning card flying nearer the camera (body 2).
 
@@ -195,10 +202,11 @@ def _movers(rng) -> tuple[list[Face], PoseFunction]:
     bob_at = _wiggle(rng, 0.3, (0.5, 1.5))
 
     def poses(tau: np.ndarray) -> np.ndarray:
-        box = [pose_matrix(_rotation((0, 0, 1), yaw0 + turn * s), start + (end - start) * s) for s in tau]
+        along = _there_and_back(tau)
+        box = [pose_matrix(_rotation((0, 0, 1), yaw0 + turn * s), start + (end - start) * s) for s in along]
         bob = bob_at(tau)
         card = [pose_matrix(_rotation((0, 0, 1), spin * s) @ _rotation((1, 0, 0), tilt * np.sin(np.pi * s)),
-                            card_start + (card_end - card_start) * s + bob[i]) for i, s in enumerate(tau)]
+                            card_start + (card_end - card_start) * s + bob[i]) for i, s in enumerate(along)]
         return np.stack([np.stack(box), np.stack(card)], 1)
     return faces, poses
 
@@ -228,7 +236,7 @@ def _handheld(rng, speed: float = 1.0, shake: float = 1.0) -> CameraPath:
     jitter = _wiggle(rng, 0.02 * shake, (3.0 * shake, 6.0 * shake))
     look = _wiggle(rng, 0.3, (0.3 * speed, 1.0 * speed))
     roll = _wiggle(rng, 3.0 * shake, (0.3 * shake, 1.5 * shake), 1)
-    return (lambda tau: eye0 + (np.asarray(tau)[:, None] - 0.5) * sweep + sway(tau) + jitter(tau),
+    return (lambda tau: eye0 + (_there_and_back(tau)[:, None] - 0.5) * sweep + sway(tau) + jitter(tau),
             lambda tau: SCENE_CENTRE + look(tau),
             lambda tau: np.radians(roll(tau)[:, 0]))
 
@@ -271,7 +279,8 @@ def _walk(rng) -> CameraPath:
         tau = np.asarray(tau, np.float64)[:, None]
         bob = 0.03 * np.cos(2 * np.pi * steps * tau + phase) * np.array([0.0, 0.0, 1.0])
         sway = 0.025 * np.sin(np.pi * steps * tau + phase) * right
-        return start + tau * (distance * forward + drift * right) + bob + sway + jitter(tau[:, 0])
+        return (start + _there_and_back(tau) * (distance * forward + drift * right) + bob + sway
+                + jitter(tau[:, 0]))
     return (eye, lambda tau: eye(tau) + 6.0 * forward + np.array([0.0, 0.0, -0.7]) + look(tau),
             lambda tau: np.radians(roll(tau)[:, 0]))
 
@@ -290,7 +299,7 @@ def _pan(rng) -> CameraPath:
     def target(tau):
         tau = np.asarray(tau, np.float64)
         angles = wobble(tau)
-        yaw, pitch = yaw_mid + span * (tau - 0.5) + angles[:, 0], pitch0 + angles[:, 1]
+        yaw, pitch = yaw_mid + span * (_there_and_back(tau) - 0.5) + angles[:, 0], pitch0 + angles[:, 1]
         view = np.stack([np.sin(yaw) * np.cos(pitch), np.cos(yaw) * np.cos(pitch), np.sin(pitch)], 1)
         return eye0 + 5.0 * view
     return lambda tau: eye0 + jitter(tau), target, lambda tau: np.radians(roll(tau)[:, 0])
@@ -350,11 +359,12 @@ def _animal(rng, body: int, eye_at: Callable[[np.ndarray], np.ndarray]) -> tuple
         towards = SCENE_CENTRE[:2] - eyes[:, :2]
         towards /= np.linalg.norm(towards, axis=1, keepdims=True)
         across = np.stack([towards[:, 1], -towards[:, 0]], 1)
-        offset = drift * (tau - 0.5) + meander(tau)[:, 0]
+        offset = drift * (_there_and_back(tau) - 0.5) + meander(tau)[:, 0]
         drop = eyes[:, 2] - (leg + hz)
         reach = np.sqrt(np.maximum((distance + near_far(tau)[:, 0]) ** 2 - drop ** 2, 0.5))
         xy = eyes[:, :2] + reach[:, None] * towards + offset[:, None] * across
-        yaw = np.arctan2(across[:, 1], across[:, 0]) + (np.pi if drift < 0 else 0.0) + turn * (tau - 0.5) \
+        yaw = np.arctan2(across[:, 1], across[:, 0]) + (np.pi if drift < 0 else 0.0) \
+            + turn * (_there_and_back(tau) - 0.5) \
             + sway(tau)[:, 0]
         z = 0.015 * (1 + np.sin(2 * np.pi * steps * tau + phase))
         return np.column_stack([xy, z]), yaw
@@ -368,11 +378,11 @@ def _animal(rng, body: int, eye_at: Callable[[np.ndarray], np.ndarray]) -> tuple
     return faces, poses, target
 
 
-def _frame_times(n_frames: int, subframes: int, shutter: float) -> np.ndarray:
+def _frame_times(n_frames: int, subframes: int, shutter: float, span: float = 1.0) -> np.ndarray:
     """(N, S) sample times: frame t's S subframes spread evenly over ``shutter`` × the frame interval around
-    τ_t = t / (N − 1)."""
-    tau = np.linspace(0.0, 1.0, n_frames)
-    offsets = ((np.arange(subframes) + 0.5) / subframes - 0.5) * shutter / (n_frames - 1)
+    τ_t = span · t / (N − 1)."""
+    tau = np.linspace(0.0, span, n_frames)
+    offsets = ((np.arange(subframes) + 0.5) / subframes - 0.5) * shutter * span / (n_frames - 1)
     return tau[:, None] + offsets[None]
 
 
@@ -486,7 +496,7 @@ def _camera_path(kind: str, rng, extra) -> CameraPath:
 
 def render_scene(seed: int, n_frames: int = 50, size: tuple[int, int] = (640, 480), noise_std: float = 0.0, *,
                  camera: str = "handheld", close_mover: bool = False, subframes: int = 1,
-                 shutter: float = 0.5) -> RenderedScene:
+                 shutter: float = 0.5, span: float = 1.0) -> RenderedScene:
     """Build and render scene ``seed``: n_frames frames of size (W, H), with Gaussian image noise of ``noise_std``
     grey levels (0 = clean). The same arguments give the same scene, bit for bit.
 
@@ -497,18 +507,23 @@ def render_scene(seed: int, n_frames: int = 50, size: tuple[int, int] = (640, 48
     front of the camera, which follows it with its gaze; it covers roughly half of the image. subframes, shutter:
     motion blur — each frame is the mean of ``subframes`` renders spread over ``shutter`` × the frame interval around
     the frame's time (cameras and bodies evaluated at those times); the ground truth (poses, depth, face_id) is the
-    frame's centre time. The room, static boxes, movers and intrinsics of a seed are the same whatever these options;
-    with their defaults the output is the original handheld clip, bit for bit.
+    frame's centre time. span: the stretch of the paths the clip covers (1: as designed; k > 1: a k times longer
+    take at the same speed — the orbit goes on around the scene, coming back to where it started after 4–6; the
+    movers, the animal and every other path turn round at their ends and go back, :func:`_there_and_back`). The room,
+    static boxes, movers and intrinsics of a seed are the same whatever these options; with their defaults the output
+    is the original handheld clip, bit for bit.
     """
     if n_frames < 2:
         raise ValueError(f"render_scene needs n_frames >= 2, got {n_frames}")
     if camera not in CAMERA_KINDS:
         raise ValueError(f"camera must be one of {CAMERA_KINDS}, got {camera!r}")
+    if not span > 0:
+        raise ValueError(f"render_scene needs span > 0, got {span}")
     if subframes < 1 or not 0.0 <= shutter <= 1.0:
         raise ValueError(f"need subframes >= 1 and shutter in [0, 1], got {subframes}, {shutter}")
     rng = np.random.default_rng(seed)
     extra = np.random.default_rng([seed, 1])     # everything the original scene does not draw
-    tau = np.linspace(0.0, 1.0, n_frames)
+    tau = np.linspace(0.0, span, n_frames)
     faces = _room(rng)
     for _ in range(2):
         half = rng.uniform(0.3, 0.7, 3)
@@ -535,7 +550,7 @@ def render_scene(seed: int, n_frames: int = 50, size: tuple[int, int] = (640, 48
     camera_to_world = camera_poses(tau)
     world_to_camera = invert_rigid(camera_to_world)
     if subframes > 1:
-        times = _frame_times(n_frames, subframes, shutter).reshape(-1)
+        times = _frame_times(n_frames, subframes, shutter, span).reshape(-1)
         sub_bodies = body_poses(times).reshape(n_frames, subframes, -1, 4, 4)
         sub_w2c = invert_rigid(camera_poses(times)).reshape(n_frames, subframes, 4, 4)
 

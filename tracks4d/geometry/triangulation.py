@@ -99,8 +99,11 @@ def direction_errors(directions: np.ndarray, tracks: np.ndarray, w2c: np.ndarray
     return np.where((cam[..., 2] > 1e-6) & np.isfinite(err), err, np.inf)
 
 
+LOCAL_HALF_WINDOW = 5   # frames on each side that :func:`local_triangulation` uses
+
+
 def local_triangulation(tracks: np.ndarray, visible: np.ndarray, w2c: np.ndarray, intrinsics: np.ndarray,
-                        half_window: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        half_window: int = LOCAL_HALF_WINDOW) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every track triangulated in every frame t over frames t ± ``half_window`` only, as if it stood still there
     (midpoint method: the point nearest all the window's rays) — a slow mover's depth where the camera moves more
     than it does.

@@ -14,6 +14,7 @@ refinement (:mod:`tracks4d.geometry.refine`) fits the low-rank trajectory to the
 from __future__ import annotations
 
 import math
+import functools
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -23,11 +24,13 @@ from torch import nn
 
 from ..contracts import Cameras, hold_nearest
 from ..geometry.ground import GroundPlane
-from ..geometry.triangulation import bearings, local_triangulation
+from ..geometry.triangulation import LOCAL_HALF_WINDOW, bearings, local_triangulation
+from ..memory import give_back_freed
 from .checkpoint import CheckpointError, load_checkpoint
 from .model import ModelConfig, TransformerBlock, _chunked, _masked_mean, time_embedding
 
-__all__ = ["ConditionedConfig", "ConditionedNet", "DepthOutput", "Conditioning", "conditioning", "FEATURES",
+__all__ = ["ConditionedConfig", "ConditionedNet", "DepthOutput", "Conditioning", "ClipGeometry", "conditioning",
+           "clip_scale", "FEATURES",
            "load_conditioned", "predict_depth", "CONDITIONED_PRESETS", "MovingDepth", "moving_depth"]
 
 FEATURES = ("ray_x", "ray_y", "visible", "motion", "static_depth", "static_known", "contact_depth", "contact_known",
@@ -148,19 +151,74 @@ class Conditioning:
     features: np.ndarray
     scale: float
 
+    @property
+    def visible(self) -> np.ndarray:
+        """(N, P) bool."""
+        return self.features[..., FEATURES.index("visible")] > 0.5
+
+    @property
+    def known(self) -> np.ndarray:
+        """(N, P) bool: static depth known."""
+        return self.features[..., FEATURES.index("static_known")] > 0.5
+
+    def window(self, start: int, end: int, columns: np.ndarray) -> "Conditioning":
+        """Frames [start, end) of the tracks ``columns``."""
+        return Conditioning(self.features[start:end][:, columns], self.scale)
+
+
+def clip_scale(static_depth: np.ndarray, visible: np.ndarray) -> tuple[float, bool]:
+    """(the median known static depth, True) — (1, False) when fewer than 8 entries know it."""
+    known = np.isfinite(static_depth) & (static_depth > 0) & visible
+    return (float(np.median(static_depth[known])), True) if known.sum() >= 8 else (1.0, False)
+
+
+@dataclass(frozen=True)
+class ClipGeometry:
+    """What geometry knows about a whole clip (the inputs of :func:`conditioning`), from which the tokens are built
+    a window at a time (:meth:`window`): memory bounded by a window, not by the clip. Same fields as
+    :func:`conditioning`'s arguments."""
+
+    tracks: np.ndarray
+    visible: np.ndarray
+    cameras: Cameras
+    motion_score: np.ndarray
+    static_depth: np.ndarray
+    contact_depth: np.ndarray
+    plane: GroundPlane | None
+
+    @property
+    def known(self) -> np.ndarray:
+        """(N, P) bool: static depth known."""
+        return np.isfinite(self.static_depth) & (self.static_depth > 0) & self.visible
+
+    @functools.cached_property
+    def scale(self) -> tuple[float, bool]:
+        """:func:`clip_scale` of the whole clip."""
+        return clip_scale(self.static_depth, self.visible)
+
+    def window(self, start: int, end: int, columns: np.ndarray) -> Conditioning:
+        """The tokens of frames [start, end) for the tracks ``columns`` (P',) — the same as the whole clip's
+        :func:`conditioning` there: the clip's scale, and the local triangulation over the frames beside the
+        window too."""
+        lo, hi = max(0, start - LOCAL_HALF_WINDOW), min(self.visible.shape[0], end + LOCAL_HALF_WINDOW)
+        cameras = Cameras(self.cameras.world_to_camera[lo:hi], self.cameras.intrinsics[lo:hi])
+        cond = conditioning(self.tracks[lo:hi], self.visible[lo:hi], cameras, self.motion_score,
+                            self.static_depth[lo:hi], self.contact_depth[lo:hi], self.plane, columns, self.scale)
+        return Conditioning(cond.features[start - lo:end - lo], cond.scale)
+
 
 def conditioning(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, motion_score: np.ndarray,
                  static_depth: np.ndarray, contact_depth: np.ndarray, plane: GroundPlane | None,
-                 columns: np.ndarray | None = None) -> Conditioning:
+                 columns: np.ndarray | None = None, scale: tuple[float, bool] | None = None) -> Conditioning:
     """The network's input tokens (:data:`FEATURES`) for one window.
 
     tracks (N, P, 2) px · visible (N, P) bool · cameras: the solved ones · motion_score (P,): log of the static-fit
     residual over the clip's noise level · static_depth (N, P): camera-frame depth of static tracks triangulated
     under the cameras, NaN where unknown (moving tracks, no parallax) · contact_depth (N, P): the ground-contact
     prior's depth, NaN where it has none · plane: the ground (None: none found) · columns: the tracks to build
-    tokens for (all by default; the scale is always the whole clip's)."""
-    known_all = np.isfinite(static_depth) & (static_depth > 0) & visible
-    scale = float(np.median(static_depth[known_all])) if known_all.sum() >= 8 else 1.0
+    tokens for (all by default) · scale: (the depth log-depth 0 means, whether it is known), :func:`clip_scale`
+    (None: of these frames and all their tracks)."""
+    scale, scaled = clip_scale(static_depth, visible) if scale is None else scale
     if columns is not None:
         tracks, visible, motion_score = tracks[:, columns], visible[:, columns], motion_score[columns]
         static_depth, contact_depth = static_depth[:, columns], contact_depth[:, columns]
@@ -177,7 +235,7 @@ def conditioning(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, moti
     contact = np.isfinite(contact_depth) & (np.nan_to_num(contact_depth) > 0) & visible
     features[..., 6] = np.clip(np.where(contact, np.log(np.where(contact, contact_depth, 1) / scale), 0), -4, 4)
     features[..., 7] = contact
-    if plane is not None and known_all.sum() >= 8:
+    if plane is not None and scaled:
         up = cameras.world_to_camera[:, :3, :3] @ plane.normal                   # (N, 3) the ground's normal
         height = plane.height(cameras.centres) / scale                            # (N,) camera above the ground
         descent = np.einsum("npc,nc->np", np.concatenate([rays, np.ones((n, p, 1))], -1), up)
@@ -244,26 +302,29 @@ def window_context(known: np.ndarray, need: np.ndarray, start: int, end: int) ->
     return others[np.argsort(-count[others], kind="stable")[:CONTEXT_TRACKS]]
 
 
-def moving_depth(model: ConditionedNet, cond: Conditioning, spans: list[tuple[int, int]], need: np.ndarray,
-                 device: str | torch.device = "cpu") -> MovingDepth:
+def moving_depth(model: ConditionedNet, cond: "Conditioning | ClipGeometry", spans: list[tuple[int, int]],
+                 need: np.ndarray, device: str | torch.device = "cpu") -> MovingDepth:
     """The network over a clip's ``spans`` (frame windows from :func:`~.stitch.window_spans`) for the tracks
     ``need`` (P,) bool marks (those geometry cannot place) that each window sees, beside up to ``CONTEXT_TRACKS``
-    static tracks of known depth (those the window sees with it longest), ``GROUP_TRACKS`` at a time. Log-depths are averaged where windows overlap
+    static tracks of known depth (those the window sees with it longest), ``GROUP_TRACKS`` at a time; ``cond`` gives
+    each window's tokens (:class:`ClipGeometry` builds them then). Log-depths are averaged where windows overlap
     (weighted by certainty), motion probabilities over the windows that see a track; all windows share the clip's
     scale, so nothing needs stitching. Tracks not needed get NaN."""
-    n, p, _ = cond.features.shape
-    known = cond.features[..., FEATURES.index("static_known")] > 0.5                        # (N, P)
-    visible = cond.features[..., FEATURES.index("visible")] > 0.5
+    known, visible = cond.known, cond.visible
+    n, p = visible.shape
     wanted = np.flatnonzero(need)
     log_sum, weight, sigma_sum = np.zeros((n, p)), np.zeros((n, p)), np.zeros((n, p))
     motion, seen = np.zeros(p), np.zeros(p)
     for start, end in spans:                  # each window: only the tracks it sees (cost linear in the clip)
         here = wanted[visible[start:end, wanted].any(0)]
+        if here.size == 0:
+            continue
         context = window_context(known, need, start, end)
-        for group in np.array_split(here, max(1, -(-here.size // GROUP_TRACKS))):
-            if group.size == 0:
-                continue
-            window = Conditioning(cond.features[start:end][:, np.concatenate([group, context])], cond.scale)
+        tokens = cond.window(start, end, np.concatenate([here, context]))
+        for part in np.array_split(np.arange(here.size), -(-here.size // GROUP_TRACKS)):
+            group = here[part]
+            window = Conditioning(tokens.features[:, np.concatenate([part, here.size + np.arange(context.size)])],
+                                  tokens.scale)
             depth, sigma, prob = predict_depth(model, window, device)
             k = group.size
             w = 1.0 / np.maximum(sigma[:, :k], 1e-3) ** 2
@@ -272,6 +333,7 @@ def moving_depth(model: ConditionedNet, cond: Conditioning, spans: list[tuple[in
             weight[start:end, group] += w
             motion[group] += prob[:k]
             seen[group] += 1
+        give_back_freed()                     # else each window's freed activations stay resident
     with np.errstate(invalid="ignore", divide="ignore"):
         depth, sigma = np.exp(log_sum / weight), sigma_sum / weight
     estimated = weight > 0                    # frames of windows that do not see a track hold its nearest estimate
