@@ -2,10 +2,11 @@
 (``--max-memory``), and giving freed memory back to the system.
 
 The pipeline's peak resident memory grows with the frames it reads: the decoded frames and the tracker's grey and
-texture maps (bytes per pixel per frame), and the per-(frame, track) arrays of every later stage (a long clip keeps
-about :data:`TRACKS_PER_FRAME` tracks in view). Fitted to the long-clip benchmark (``benchmarks/bench_long_clips.py``,
-peak resident memory of one process on generated 640×480 clips, 50–600 frames: 0.75 GB at 50, 1.8 GB at 600); it
-errs a little high.
+texture maps (bytes per pixel per frame), and the (frame × track) arrays of the later stages — a clip holds about
+:data:`TRACKS_PER_CLIP_FRAME` tracks per frame it has (4.6–9.8 measured on 600–1,800-frame takes), so these grow
+with the square of its length. Fitted to the long-clip benchmark (``benchmarks/bench_long_clips.py``, peak resident
+memory of one process on generated 640×480 clips: 0.69 GB at 50 frames, 1.86 GB at 600, 5.56 GB at 1,800); it errs
+high (0.78, 1.92 and 6.1 GB there).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ __all__ = ["MemoryPlan", "estimate_peak_gb", "plan_stride", "give_back_freed", "
 
 BASE_GB = 0.7                # the process, both networks and a short clip's working set
 BYTES_PER_PIXEL = 5.0        # RGB frame, grey and texture code, per pixel per frame
-TRACKS_PER_FRAME = 900       # tracks in view per frame on a long take (the tracker's cap: 4 per grid cell)
-BYTES_PER_ENTRY = 500.0      # per (frame, track) in view: positions, visibility, confidence, points, depth, …
+TRACKS_PER_CLIP_FRAME = 10   # tracks a clip holds per frame it has
+BYTES_PER_ENTRY = 82.0       # per (frame, track) of the clip: positions, visibility, confidence, points, depth, …
 MIN_FRAMES = 50              # a stride never leaves fewer frames than a network window
 
 
@@ -58,8 +59,8 @@ class MemoryPlan:
 def estimate_peak_gb(n_frames: int, width: int, height: int) -> float:
     """Estimated peak resident memory (GB) of the pipeline on ``n_frames`` frames of width × height (working
     resolution)."""
-    per_frame = width * height * BYTES_PER_PIXEL + TRACKS_PER_FRAME * BYTES_PER_ENTRY
-    return BASE_GB + n_frames * per_frame / 1e9
+    tracks = TRACKS_PER_CLIP_FRAME * n_frames
+    return BASE_GB + n_frames * (width * height * BYTES_PER_PIXEL + tracks * BYTES_PER_ENTRY) / 1e9
 
 
 def plan_stride(n_frames: int, width: int, height: int, limit_gb: float) -> MemoryPlan:

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 
 from ..contracts import Reconstruction  # noqa: E402
 from .colmap import write_colmap_text  # noqa: E402
-from .overlay import draw_tracks, save_video, track_colours  # noqa: E402
+from .overlay import draw_tracks, drawn_frames, save_video, track_colours  # noqa: E402
 
 __all__ = ["write_ply", "write_cameras_json", "write_summary_png", "write_trajectories_png", "write_outputs",
            "motion_colours"]
@@ -183,8 +183,9 @@ def write_outputs(rec: Reconstruction, out_dir: str | Path, frames: np.ndarray |
     paths["cameras"] = write_cameras_json(out / "cameras.json", rec)
     paths["summary"] = write_summary_png(out / "summary.png", rec, frames, frame_tracks)
     paths["trajectories"] = write_trajectories_png(out / "trajectories.png", rec, frames, frame_tracks)
-    canvas = frames if frames is not None else np.stack([_frame_or_canvas(rec, None, 0)] * rec.n_frames)
-    paths["tracks_video"] = save_video(draw_tracks(canvas, frame_tracks, rec.visible, colours), out / "tracks.mp4",
+    blank = _frame_or_canvas(rec, None, 0)
+    canvas = frames if frames is not None else np.broadcast_to(blank, (rec.n_frames, *blank.shape))
+    paths["tracks_video"] = save_video(drawn_frames(canvas, frame_tracks, rec.visible, colours), out / "tracks.mp4",
                                        fps)
     paths["colmap"] = write_colmap_text(rec, out / "colmap", image_size)
     return paths

@@ -3,12 +3,13 @@ contact sheet."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-__all__ = ["draw_tracks", "save_video", "save_contact_sheet", "track_colours"]
+__all__ = ["draw_tracks", "drawn_frames", "save_video", "save_contact_sheet", "track_colours"]
 
 
 def track_colours(n_tracks: int, values: np.ndarray | None = None) -> np.ndarray:
@@ -26,9 +27,14 @@ def draw_tracks(frames: np.ndarray, tracks: np.ndarray, visible: np.ndarray, col
                 trail: int = 8) -> np.ndarray:
     """frames: (N, H, W, 3) uint8 RGB · tracks: (N, P, 2) in the frames' pixels · visible: (N, P) →
     (N, H, W, 3) with a dot at every visible point and a line through its last ``trail`` visible positions."""
+    return np.stack(list(drawn_frames(frames, tracks, visible, colours, trail)))
+
+
+def drawn_frames(frames: np.ndarray, tracks: np.ndarray, visible: np.ndarray, colours: np.ndarray | None = None,
+                 trail: int = 8) -> Iterator[np.ndarray]:
+    """:func:`draw_tracks`' frames one at a time, (H, W, 3) each (a long clip's drawing is never held whole)."""
     colours = track_colours(tracks.shape[1]) if colours is None else colours
     radius = max(2, round(max(frames.shape[1:3]) / 250))
-    out = []
     for t, img in enumerate(frames):
         canvas = np.ascontiguousarray(img.copy())
         lo = max(0, t - trail)
@@ -38,24 +44,29 @@ def draw_tracks(frames: np.ndarray, tracks: np.ndarray, visible: np.ndarray, col
             if len(seg) > 1:
                 cv2.polylines(canvas, [np.round(seg).astype(np.int32)], False, col, 1, cv2.LINE_AA)
             cv2.circle(canvas, tuple(int(v) for v in np.round(tracks[t, p])), radius, col, -1, cv2.LINE_AA)
-        out.append(canvas)
-    return np.stack(out)
+        yield canvas
 
 
-def save_video(frames: np.ndarray, path: str | Path, fps: float = 10.0) -> Path:
-    """Write (N, H, W, 3) uint8 RGB frames as an H.264 (or MPEG-4) mp4; odd sizes are padded to even."""
+def save_video(frames: Iterable[np.ndarray], path: str | Path, fps: float = 10.0) -> Path:
+    """Write frames ((N, H, W, 3) uint8 RGB, or an iterable of (H, W, 3)) as an H.264 (or MPEG-4) mp4, one frame at
+    a time; odd sizes are padded to even."""
     import av
 
     path = Path(path)
-    h, w = frames.shape[1:3]
-    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
     with av.open(str(tmp), "w") as out:
-        stream = out.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=round(fps) or 10)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream = None
         for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+            h, w = f.shape[:2]
+            if stream is None:
+                stream = out.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4",
+                                        rate=round(fps) or 10)
+                stream.width, stream.height, stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
+            even = np.pad(f, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge") if (h % 2 or w % 2) else f
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(even), format="rgb24")):
                 out.mux(packet)
+        if stream is None:
+            raise ValueError("save_video: no frames")
         for packet in stream.encode():
             out.mux(packet)
     tmp.replace(path)
