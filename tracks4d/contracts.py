@@ -298,6 +298,10 @@ class Cameras:
     def n_frames(self) -> int:
         return int(self.world_to_camera.shape[0])
 
+    def subset(self, frames: slice | np.ndarray) -> "Cameras":
+        """The cameras of ``frames`` (a slice or indices)."""
+        return Cameras(self.world_to_camera[frames], self.intrinsics[frames])
+
 
 @dataclass(frozen=True)
 class Reconstruction:

@@ -13,8 +13,8 @@ refinement (:mod:`tracks4d.geometry.refine`) fits the low-rank trajectory to the
 
 from __future__ import annotations
 
-import math
 import functools
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -201,9 +201,9 @@ class ClipGeometry:
         :func:`conditioning` there: the clip's scale, and the local triangulation over the frames beside the
         window too."""
         lo, hi = max(0, start - LOCAL_HALF_WINDOW), min(self.visible.shape[0], end + LOCAL_HALF_WINDOW)
-        cameras = Cameras(self.cameras.world_to_camera[lo:hi], self.cameras.intrinsics[lo:hi])
-        cond = conditioning(self.tracks[lo:hi], self.visible[lo:hi], cameras, self.motion_score,
-                            self.static_depth[lo:hi], self.contact_depth[lo:hi], self.plane, columns, self.scale)
+        frames = slice(lo, hi)
+        cond = conditioning(self.tracks[frames], self.visible[frames], self.cameras.subset(frames), self.motion_score,
+                            self.static_depth[frames], self.contact_depth[frames], self.plane, columns, self.scale)
         return Conditioning(cond.features[start - lo:end - lo], cond.scale)
 
 
@@ -302,7 +302,7 @@ def window_context(known: np.ndarray, need: np.ndarray, start: int, end: int) ->
     return others[np.argsort(-count[others], kind="stable")[:CONTEXT_TRACKS]]
 
 
-def moving_depth(model: ConditionedNet, cond: "Conditioning | ClipGeometry", spans: list[tuple[int, int]],
+def moving_depth(model: ConditionedNet, cond: Conditioning | ClipGeometry, spans: list[tuple[int, int]],
                  need: np.ndarray, device: str | torch.device = "cpu") -> MovingDepth:
     """The network over a clip's ``spans`` (frame windows from :func:`~.stitch.window_spans`) for the tracks
     ``need`` (P,) bool marks (those geometry cannot place) that each window sees, beside up to ``CONTEXT_TRACKS``
