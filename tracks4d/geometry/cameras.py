@@ -41,7 +41,9 @@ from ..contracts import Cameras
 from .bundle_adjust import MIN_FRAME_OBSERVATIONS, BAReport, bundle_adjust
 from .motion import motion_levels, static_fit, track_residuals
 from .motion_model import MIN_SHARED, MotionModel, Segment, fit_rotation, rotation_focal, select_motion_model
+from .pieces import PIECE_FRAMES, Similarity, joining_similarity, piece_spans
 from .track_sfm import cameras_from_tracks, enclosed
+from .transforms import transform_points
 from .triangulation import reprojection_errors, triangulate
 
 __all__ = ["CameraSolution", "solve_cameras", "rotation_cameras", "CAMERA_INITS"]
@@ -61,6 +63,8 @@ MAX_SHARED_FIT = 0.5        # … when the two explain different tracks (share o
 SURROUND_FRAMES = 12        # frames the surround test looks at
 MIN_WORLD_COVERAGE = 0.8    # … and a surrounding seed must have posed this share of the frames itself
 FOCAL_TIE = 0.05            # seeds within this share of the best count: one whose adjustment refined the focal wins
+LONG_CLIP_FRAMES = 2 * PIECE_FRAMES  # a clip this long has its cameras solved in pieces (:func:`_solve_in_pieces`)
+JOIN_TRACKS_PER_FRAME = 200  # the joined pieces' one adjustment over the clip
 
 CAMERA_INITS = ("auto", "network")
 """auto: the network's cameras or the tracks', by the residual test; network: the network's only."""
@@ -69,9 +73,9 @@ CAMERA_INITS = ("auto", "network")
 @dataclass
 class CameraSolution:
     """cameras · model: the motion model · source: "network", "tracks i: r-j" (the i-th growth, from the
-    initial pair r, j) or
-    "rotation" (rotation-only clip) · seeds: tracks that fit as static under each seed tried · ba: the bundle
-    adjustment's report (None: not run) · notes: what the verdict should say about the choice (a close mover)."""
+    initial pair r, j), "rotation" (rotation-only clip) or "pieces" (a long clip) · seeds: tracks that fit as static
+    under each seed tried · ba: the bundle adjustment's report (None: not run) · notes: what the verdict should say
+    about the choice (a close mover) · pieces: a long clip's pieces (frames, source, scale, …)."""
 
     cameras: Cameras
     model: MotionModel
@@ -79,6 +83,7 @@ class CameraSolution:
     seeds: dict
     ba: BAReport | None = None
     notes: list[str] = field(default_factory=list)
+    pieces: list[dict] = field(default_factory=list)
 
     @property
     def rotation_only(self) -> bool:
@@ -86,7 +91,7 @@ class CameraSolution:
 
     def to_meta(self) -> dict:
         return {"model": self.model.kind, "motion_model": self.model.to_dict(), "source": self.source,
-                "seed_static_tracks": self.seeds, "notes": self.notes,
+                "seed_static_tracks": self.seeds, "notes": self.notes, "pieces": self.pieces,
                 "bundle_adjustment": None if self.ba is None else self.ba.to_dict()}
 
 
@@ -149,7 +154,8 @@ def _fitting_tracks(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, r
         _, errors = static_fit(tracks, visible, cameras, rotation_only=True)
     else:
         points = triangulate(tracks, visible, cameras.world_to_camera, cameras.intrinsics)
-        errors = reprojection_errors(points, tracks.astype(np.float64), cameras.world_to_camera, cameras.intrinsics)
+        errors = reprojection_errors(points, tracks.astype(np.float64), cameras.world_to_camera, cameras.intrinsics,
+                                    visible)
     return track_residuals(errors, visible) < SEED_PX
 
 
@@ -228,7 +234,7 @@ def _resect_lost_frames(tracks: np.ndarray, visible: np.ndarray, cameras: Camera
     frame the seed could not pose and copied from a neighbour) posed afresh by RANSAC PnP against the static
     points, so the adjustment can take them in."""
     w2c = cameras.world_to_camera.copy()
-    errors = reprojection_errors(np.nan_to_num(points), tracks.astype(np.float64), w2c, cameras.intrinsics)
+    errors = reprojection_errors(np.nan_to_num(points), tracks.astype(np.float64), w2c, cameras.intrinsics, visible)
     usable = static & np.isfinite(points).all(1)
     within = (visible & usable[None] & (errors < MAX_INITIAL_ERROR_PX)).sum(1)
     for f in np.flatnonzero(within < MIN_FRAME_OBSERVATIONS):
@@ -265,6 +271,13 @@ def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, net
         rotation = _with_measured_focal(tracks_c, visible_c, rotation, network.world_to_camera[0])
     if model.kind == "rotation":
         return CameraSolution(rotation, model, "rotation", {})
+    if tracks.shape[0] >= LONG_CLIP_FRAMES:
+        solution = _solve_in_pieces(tracks, visible, network, network_gamma, model, adjust=adjust,
+                                    refine_focal=refine_focal, camera_init=camera_init, static_gamma=static_gamma)
+        if solution is not None:
+            return solution
+        return CameraSolution(rotation, MotionModel("rotation", [Segment(0, len(tracks), "rotation")], model.pairs),
+                              "rotation", {})
     seeds = {"network": network}
     coverage: dict[str, float] = {}            # share of frames a track seed posed itself
     if camera_init == "auto":
@@ -322,8 +335,63 @@ def _adjust(tracks: np.ndarray, visible: np.ndarray, seed: Cameras, network_gamm
         static &= ~exclude
     start = _resect_lost_frames(tracks, visible, seed, points, static)
     near = reprojection_errors(np.nan_to_num(points), tracks.astype(np.float64), start.world_to_camera,
-                               start.intrinsics) < MAX_INITIAL_ERROR_PX
+                               start.intrinsics, visible) < MAX_INITIAL_ERROR_PX
     static = _spread_subset(static & np.isfinite(points).all(1), visible & near, per_frame)
     cameras, _, report = bundle_adjust(tracks, visible, start, points, static, refine_focal=refine_focal,
                                        max_initial_error_px=MAX_INITIAL_ERROR_PX, max_iterations=max_iterations)
     return cameras, report
+
+
+def _solve_in_pieces(tracks: np.ndarray, visible: np.ndarray, network: Cameras, network_gamma: np.ndarray | None,
+                     model: MotionModel, *, adjust: bool, refine_focal: bool, camera_init: str,
+                     static_gamma: float | None) -> CameraSolution | None:
+    """A long clip's cameras (:mod:`.pieces`): each piece solved as a short clip (:func:`solve_cameras`, on the tracks
+    it sees twice), joined to the clip in turn (:func:`~.pieces.joining_similarity`, on its overlap frames and the
+    static points both placed; the overlap's second half takes the new piece's cameras), then with ``adjust`` one
+    bundle adjustment over the clip on ``JOIN_TRACKS_PER_FRAME`` static tracks a frame. None when every piece only
+    rotates (the caller's rotation-only cameras are the clip's)."""
+    n, p = visible.shape
+    w2c, k = np.tile(np.eye(4), (n, 1, 1)), network.intrinsics.copy()
+    clip_points = np.full((p, 3), np.nan)   # each track's static point in the clip's world, from its latest piece
+    typical = None                          # the clip's typical static depth, from the latest piece with parallax
+    pieces, notes, end_before = [], [], 0
+    for start, end in piece_spans(n):
+        frames = slice(start, end)
+        tracked = np.flatnonzero(visible[frames].sum(0) >= 2)
+        sub_tracks, sub_visible = tracks[frames][:, tracked], visible[frames][:, tracked]
+        piece = solve_cameras(sub_tracks, sub_visible, network.subset(frames),
+                              None if network_gamma is None else network_gamma[tracked], adjust=adjust,
+                              refine_focal=refine_focal, camera_init=camera_init, static_gamma=static_gamma)
+        piece_w2c = piece.cameras.world_to_camera
+        points, errors = static_fit(sub_tracks, sub_visible, piece.cameras, piece.rotation_only)
+        static = (track_residuals(errors, sub_visible) < SEED_PX) & (not piece.rotation_only)
+        depth = np.where(sub_visible & static, transform_points(piece_w2c, np.nan_to_num(points))[..., 2], np.nan)
+        piece_typical = float(np.nanmedian(depth)) if static.any() else float("nan")
+        similarity, pairs = Similarity(1.0, np.eye(3), np.zeros(3)), 0
+        if start > 0:
+            overlap = np.arange(start, end_before)
+            clip_depth = np.where(sub_visible[overlap - start], transform_points(
+                w2c[overlap], np.nan_to_num(clip_points[tracked]))[..., 2], np.nan)
+            clip_depth[:, ~np.isfinite(clip_points[tracked, 0])] = np.nan
+            fallback = typical / piece_typical if typical is not None and piece_typical > 0 else 1.0
+            similarity, pairs = joining_similarity(w2c[overlap], piece_w2c[overlap - start], clip_depth,
+                                                   depth[overlap - start], fallback)
+        take = (start + end_before) // 2            # the overlap's second half is this piece's
+        w2c[take:end] = similarity.cameras(piece_w2c[take - start:])
+        k[take:end] = piece.cameras.intrinsics[take - start:]
+        clip_points[tracked[static]] = similarity.points(points[static])
+        if piece_typical > 0:
+            typical = similarity.scale * piece_typical
+        end_before = end
+        notes += [note for note in piece.notes if note not in notes]
+        pieces.append({"frames": [start, end], "source": piece.source, "model": piece.model.kind,
+                       "scale": similarity.scale, "scale_pairs": pairs, "seed_static_tracks": piece.seeds,
+                       "ba_final_rms_px": None if piece.ba is None else piece.ba.final_rms_px})
+    if all(piece["model"] == "rotation" for piece in pieces):
+        return None
+    cameras, report = Cameras(w2c, k), None
+    if adjust:
+        adjusted, report = _adjust(tracks, visible, cameras, network_gamma, static_gamma, refine_focal,
+                                   JOIN_TRACKS_PER_FRAME)
+        cameras = cameras if report.skipped else adjusted
+    return CameraSolution(cameras, model, "pieces", {}, report, notes, pieces)

@@ -119,7 +119,7 @@ def static_fit(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, rotati
         errors = direction_errors(placed, tracks, cameras.world_to_camera, cameras.intrinsics)
     else:
         placed = triangulate_robust(tracks, visible, cameras.world_to_camera, cameras.intrinsics)
-        errors = reprojection_errors(placed, tracks, cameras.world_to_camera, cameras.intrinsics)
+        errors = reprojection_errors(placed, tracks, cameras.world_to_camera, cameras.intrinsics, visible)
     return placed, np.where(visible, errors, np.nan)
 
 

@@ -38,7 +38,7 @@ def consistent_static(points, tracks, visible, w2c, k, posed) -> np.ndarray:
     seen under ≥ ``MIN_PARALLAX_DEG`` at a depth below ``MAX_DEPTH_RATIO`` × the typical one — a static point that can be
     placed; drift, outliers and moving tracks fail."""
     seen = visible & posed[:, None]
-    err = np.where(seen, _errors(points, tracks, w2c, k), np.nan)
+    err = np.where(seen, _errors(points, tracks, w2c, k, seen), np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)              # all-NaN columns: unseen tracks
         median = np.nanmedian(err, axis=0)

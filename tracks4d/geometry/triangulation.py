@@ -12,10 +12,35 @@ __all__ = ["bearings", "triangulate", "triangulate_robust", "reprojection_errors
 
 
 CHUNK_TRACKS = 2048   # tracks handled at once: on long clips the (frames × tracks) work arrays stay bounded
+SPAN_FRAMES = 100     # clips this long or longer: each group of tracks is handled over the frames that see it only
 
 
-def _chunks(p: int) -> list[slice]:
-    return [slice(start, start + CHUNK_TRACKS) for start in range(0, p, CHUNK_TRACKS)]
+def track_groups(visible: np.ndarray) -> list[tuple[slice, np.ndarray | slice]]:
+    """The tracks of ``visible`` (N, P) in groups of at most ``CHUNK_TRACKS``, each with the frames it needs →
+    [(frames slice, tracks (indices or slice))]. Under ``SPAN_FRAMES`` frames every group takes every frame. From
+    there, a track is seen only in its span (first to last visible frame): tracks of similar span length (powers of
+    two) whose spans start within that length of each other share a group, over the frames of their spans — at most
+    about twice the span of each, so the work grows with the observations (linearly in a clip's length, where each
+    track lives a bounded number of frames) instead of with frames × tracks."""
+    n, p = visible.shape
+    if n < SPAN_FRAMES:
+        return [(slice(None), slice(start, start + CHUNK_TRACKS)) for start in range(0, p, CHUNK_TRACKS)]
+    seen = visible.any(0)
+    first = np.where(seen, visible.argmax(0), 0)
+    last = np.where(seen, n - 1 - visible[::-1].argmax(0), 0)
+    length = np.ceil(np.log2(last - first + 1)).astype(int)
+    groups = []
+    for cls in np.unique(length):
+        members = np.flatnonzero(length == cls)
+        members = members[np.argsort(first[members], kind="stable")]
+        starts = first[members]
+        at = 0
+        while at < members.size:
+            stop = min(at + CHUNK_TRACKS, int(np.searchsorted(starts, starts[at] + 2 ** cls)))
+            idx = members[at:max(stop, at + 1)]
+            groups.append((slice(int(first[idx].min()), int(last[idx].max()) + 1), idx))
+            at += idx.size
+    return groups
 
 
 def bearings(tracks: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
@@ -32,10 +57,15 @@ def triangulate(tracks: np.ndarray, visible: np.ndarray, w2c: np.ndarray, intrin
     tracks (N, P, 2) px · visible (N, P) bool · w2c (N, 4, 4) · intrinsics (N, 3, 3) · frames (N,) bool, the frames
     to use (default: all) · weights (N, P) ≥ 0 per observation (default 1) → (P, 3) float64, NaN where fewer than
     two of them see the track or the point lies at infinity."""
-    if tracks.shape[1] > CHUNK_TRACKS:
-        return np.concatenate([triangulate(tracks[:, c], visible[:, c], w2c, intrinsics, frames,
-                                           None if weights is None else weights[:, c])
-                               for c in _chunks(tracks.shape[1])])
+    points = np.empty((tracks.shape[1], 3))
+    for f, c in track_groups(visible):
+        points[c] = _triangulate(tracks[f][:, c], visible[f][:, c], w2c[f], intrinsics[f],
+                                 None if frames is None else frames[f], None if weights is None else weights[f][:, c])
+    return points
+
+
+def _triangulate(tracks, visible, w2c, intrinsics, frames, weights) -> np.ndarray:
+    """:func:`triangulate` of one group of tracks."""
     use = visible if frames is None else visible & frames[:, None]
     xy = bearings(tracks.astype(np.float64), intrinsics)
     xy = xy[..., :2] / xy[..., 2:]                                             # (N, P, 2) normalised
@@ -59,17 +89,27 @@ def triangulate_robust(tracks: np.ndarray, visible: np.ndarray, w2c: np.ndarray,
     observation's reprojection error e, so a few outlying entries (tracker slips) do not pull a point. → (P, 3)."""
     points = triangulate(tracks, visible, w2c, intrinsics)
     for _ in range(iterations):
-        errors = np.minimum(reprojection_errors(np.nan_to_num(points), tracks, w2c, intrinsics), 1e6)
+        errors = np.minimum(reprojection_errors(np.nan_to_num(points), tracks, w2c, intrinsics, visible), 1e6)
         points = triangulate(tracks, visible, w2c, intrinsics, weights=1.0 / (1.0 + (errors / scale_px) ** 2))
     return points
 
 
 def reprojection_errors(points: np.ndarray, tracks: np.ndarray, w2c: np.ndarray,
-                        intrinsics: np.ndarray) -> np.ndarray:
-    """points (P, 3) · tracks (N, P, 2) → (N, P) px (inf behind a camera or where a point is NaN)."""
-    if tracks.shape[1] > CHUNK_TRACKS:
-        return np.concatenate([reprojection_errors(points[c], tracks[:, c], w2c, intrinsics)
-                               for c in _chunks(tracks.shape[1])], axis=1)
+                        intrinsics: np.ndarray, visible: np.ndarray | None = None) -> np.ndarray:
+    """points (P, 3) · tracks (N, P, 2) → (N, P) px (inf behind a camera or where a point is NaN). With ``visible``
+    (N, P) the errors are computed over each track group's frames only (:func:`track_groups`): entries outside them
+    are inf — for callers that read the visible entries only."""
+    groups = track_groups(np.ones((1, tracks.shape[1]), bool) if visible is None else visible)
+    if len(groups) == 1 and groups[0][0] == slice(None):
+        return _errors(points, tracks, w2c, intrinsics)
+    errors = np.full(tracks.shape[:2], np.inf)
+    for f, c in groups:
+        errors[f, c] = _errors(points[c], tracks[f][:, c], w2c[f], intrinsics[f])
+    return errors
+
+
+def _errors(points, tracks, w2c, intrinsics) -> np.ndarray:
+    """:func:`reprojection_errors` of one group of tracks."""
     cam = transform_points(w2c, points)
     pix = np.einsum("nij,npj->npi", intrinsics, cam)
     with np.errstate(invalid="ignore", divide="ignore"):
