@@ -171,8 +171,12 @@ def resolve_precision(opts: ReconstructOptions, model) -> str:
 
 @contextmanager
 def _timed(timings: dict, name: str):
+    """Times a stage into ``timings``; what the stage freed is handed back to the system as it ends (a long clip's
+    stages free hundreds of MB of (frame × track) work arrays that the next stage's large arrays, mapped afresh,
+    would otherwise stack on)."""
     start = time.perf_counter()
     yield
+    give_back_freed()
     timings[f"{name}_s"] = time.perf_counter() - start
 
 
@@ -308,14 +312,15 @@ def _load_moving(path: str, device: str):
 def refine(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, placed: PlacedPoints,
            moving: MovingDepth | None) -> tuple[PlacedPoints, Refined | None]:
     """Refinement stage: the moving tracks' trajectories optimised with the cameras fixed (reprojection, smoothness,
-    a pull towards the placed depth weighted by the network's certainty)."""
+    a pull towards the placed depth weighted by the network's certainty). The moving tracks' entries of
+    ``placed.points`` are replaced in place (a long clip's (frame × track) points are not copied)."""
     index = np.flatnonzero(motion.moving)
     if index.size == 0:
         return placed, None
     sigma = moving.sigma[:, index] if moving is not None else np.full((tracks.n_frames, index.size), 0.3)
     refined = refine_moving(placed.points[:, index], tracks.tracks[:, index], tracks.visible[:, index], cameras,
                             placed.depth[:, index], sigma)
-    points = placed.points.copy()
+    points = placed.points
     depth = transform_points(cameras.world_to_camera, refined.points)[..., 2]
     usable = np.isfinite(refined.points).all(-1) & (depth > 0)            # never behind the camera
     kept = usable & ~(refined.error_px > REFINE_MAX_PX)

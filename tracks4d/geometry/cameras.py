@@ -1,4 +1,5 @@
-"""The camera stage: one solve over the whole clip, any length.
+"""The camera stage: one solve over the whole clip — or, from ``LONG_CLIP_FRAMES`` on, one per overlapping piece,
+joined and adjusted once over the clip (:func:`_solve_in_pieces`, :mod:`.pieces`).
 
 1. Motion model (:func:`~.motion_model.select_motion_model`): general, rotation-only, or segments of both.
 2. A clip that only rotates (a tripod, a fixed camera): rotations from the tracks (rays of each frame fitted to an

@@ -18,9 +18,9 @@ import numpy as np
 from ..contracts import Cameras, Reconstruction
 from .motion import MOVING, STATIC_SIGMAS, MotionLevels
 from .transforms import invert_rigid, transform_points
-from .triangulation import bearings
+from .triangulation import CHUNK_TRACKS, bearings
 
-__all__ = ["PlacedPoints", "network_scale", "lift_network", "moving_points", "place_points"]
+__all__ = ["PlacedPoints", "network_scale", "typical_depth", "lift_network", "moving_points", "place_points"]
 
 MIN_SCALE_TRACKS = 8  # static tracks a frame needs for its own scale (else the clip's)
 PARTLY_AT_REST = 0.5   # a moving track whose static fit holds in this share of its frames stays there in those
@@ -63,25 +63,31 @@ def on_rays(tracks: np.ndarray, cameras: Cameras, depth: np.ndarray) -> np.ndarr
     return rays / rays[..., 2:] * depth[..., None]
 
 
+def typical_depth(network_depth: np.ndarray, scale: np.ndarray) -> float:
+    """The median positive depth of the network's (N, P) ``network_depth`` × ``scale`` (N,) (1 when none is)."""
+    depth = network_depth * scale[:, None]
+    return float(np.median(depth[depth > 0])) if (depth > 0).any() else 1.0
+
+
 def lift_network(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, network_camera: np.ndarray,
-                 scale: np.ndarray) -> np.ndarray:
+                 scale: np.ndarray, typical: float) -> np.ndarray:
     """(N, P, 3) world points at the network's camera-frame depth × ``scale`` (N,): on the ray through the tracked
-    pixel where visible, the network's scaled camera-frame point elsewhere. network_camera: (N, P, 3)."""
+    pixel where visible (at depth ``typical`` where that depth is not positive, :func:`typical_depth`), the
+    network's scaled camera-frame point elsewhere. network_camera: (N, P, 3)."""
     scaled = network_camera * scale[:, None, None]
     depth = scaled[..., 2]
-    typical = float(np.median(depth[depth > 0])) if (depth > 0).any() else 1.0
     depth = np.where(depth > 0, depth, typical)
     camera = np.where(visible[..., None], on_rays(tracks, cameras, depth), scaled)
     return transform_points(invert_rigid(cameras.world_to_camera), camera)
 
 
 def moving_points(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, proposal_camera: np.ndarray,
-                  scale: np.ndarray, fitted: np.ndarray, at_rest: np.ndarray) -> np.ndarray:
+                  scale: np.ndarray, typical: float, fitted: np.ndarray, at_rest: np.ndarray) -> np.ndarray:
     """Per-frame world points (N, P, 3) of tracks the static set leaves out: the proposal's camera-frame points
     ``proposal_camera`` (N, P, 3) re-expressed under the solved cameras (:func:`lift_network`; ``scale`` (N,) from
     :func:`network_scale`), replaced by the static fit ``fitted`` (P, 3) in the frames ``at_rest`` (N, P) bool. The
     one place where moving points are decided."""
-    lifted = lift_network(tracks, visible, cameras, proposal_camera, scale)
+    lifted = lift_network(tracks, visible, cameras, proposal_camera, scale, typical)
     return np.where(at_rest[..., None], fitted[None], lifted)
 
 
@@ -101,13 +107,19 @@ def place_points(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, moti
         observed = motion.static & placeable
         fits = visible & (np.nan_to_num(errors, nan=np.inf) < STATIC_SIGMAS * motion.noise_px)
         at_rest = fits & (placeable & (fits.sum(0) >= PARTLY_AT_REST * visible.sum(0)))[None]
-    if proposal_depth is None:
-        proposal_camera = transform_points(network.world_to_camera, network.points.astype(np.float64))
-    else:
-        proposal_camera = on_rays(tracks, cameras, proposal_depth)
-    scale = network_scale(fitted, observed, cameras, proposal_camera[..., 2], visible)
-    points = moving_points(tracks, visible, cameras, proposal_camera, scale, np.nan_to_num(fitted), at_rest)
-    static_points = np.nanmedian(np.where(visible[..., None], points, np.nan), axis=0)
+    network_camera = None if proposal_depth is not None else transform_points(
+        network.world_to_camera, network.points.astype(np.float64))
+    proposal_z = network_camera[..., 2] if proposal_depth is None else proposal_depth   # on_rays keeps the depth
+    scale = network_scale(fitted, observed, cameras, proposal_z, visible)
+    typical = typical_depth(proposal_z, scale)
+    points, static_points = np.empty(visible.shape + (3,)), np.empty((visible.shape[1], 3))
+    for c in (slice(start, start + CHUNK_TRACKS) for start in range(0, visible.shape[1], CHUNK_TRACKS)):
+        # a long clip's (frame × track) work arrays, a group of tracks at a time
+        proposal_camera = network_camera[:, c] if proposal_depth is None else on_rays(tracks[:, c], cameras,
+                                                                                     proposal_depth[:, c])
+        points[:, c] = moving_points(tracks[:, c], visible[:, c], cameras, proposal_camera, scale, typical,
+                                     np.nan_to_num(fitted[c]), at_rest[:, c])
+        static_points[c] = np.nanmedian(np.where(visible[:, c, None], points[:, c], np.nan), axis=0)
     static_points = np.where(np.isfinite(static_points), static_points, points[0])
     frozen = motion.static if motion.state is None else motion.state != MOVING
     held = frozen & placeable & (motion.static | _in_scene(fitted, visible, cameras, observed))
