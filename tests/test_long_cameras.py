@@ -10,8 +10,8 @@ from tracks4d.contracts import Cameras
 from tracks4d.evaluation.metrics import absolute_trajectory_error
 from tracks4d.geometry import invert_rigid, pose_matrix
 from tracks4d.geometry.cameras import solve_cameras
-from tracks4d.geometry.pieces import PIECE_FRAMES, PIECE_OVERLAP, Similarity, joining_similarity, piece_spans
-from tracks4d.geometry.transforms import transform_points
+from tracks4d.geometry.pieces import PIECE_FRAMES, PIECE_OVERLAP, joining_similarity, piece_spans
+from tracks4d.geometry.transforms import Sim3, transform_points, umeyama_sim3
 from tracks4d.geometry.triangulation import _triangulate, reprojection_errors, track_groups, triangulate
 from training.synthetic import SceneConfig, generate_scene
 
@@ -77,9 +77,9 @@ def test_piece_spans_overlap_and_cover_the_clip():
 
 def test_joining_similarity_recovers_a_known_similarity():
     _, _, w2c, _, points = short_tracks(40)
-    truth = Similarity(2.5, Rotation.from_euler("xyz", [10, -30, 5], degrees=True).as_matrix(),
+    truth = Sim3(2.5, Rotation.from_euler("xyz", [10, -30, 5], degrees=True).as_matrix(),
                        np.array([1.0, -2.0, 0.5]))
-    clip_w2c = truth.cameras(w2c)
+    clip_w2c = truth.world_to_camera(w2c)
     clip_depth = transform_points(clip_w2c, truth.points(points))[..., 2]
     piece_depth = transform_points(w2c, points)[..., 2]
     found, pairs = joining_similarity(clip_w2c, w2c, clip_depth, piece_depth, fallback_scale=1.0)
@@ -87,7 +87,7 @@ def test_joining_similarity_recovers_a_known_similarity():
     assert found.scale == pytest.approx(2.5, rel=1e-9)
     np.testing.assert_allclose(found.rotation, truth.rotation, atol=1e-9)
     np.testing.assert_allclose(found.translation, truth.translation, atol=1e-9)
-    np.testing.assert_allclose(found.cameras(w2c), clip_w2c, atol=1e-9)
+    np.testing.assert_allclose(found.world_to_camera(w2c), clip_w2c, atol=1e-9)
     few, pairs = joining_similarity(clip_w2c[:5], w2c[:5], clip_depth[:5, :3], piece_depth[:5, :3], fallback_scale=3.0)
     assert pairs < 20 and few.scale == 3.0                # too few depths: the fallback scale
 
@@ -107,7 +107,6 @@ def test_a_long_clip_is_solved_in_pieces_joined_at_one_scale():
     truth = scene.camera_to_world
     path = np.linalg.norm(np.diff(truth[:, :3, 3], axis=0), axis=1).sum()
     assert absolute_trajectory_error(solution.cameras.camera_to_world, truth) < 0.005 * path
-    from tracks4d.geometry.transforms import umeyama_sim3
     scales = [umeyama_sim3(solution.cameras.centres[s:s + 50], truth[s:s + 50, :3, 3])[0] for s in (0, 95, 190)]
     assert max(scales) / min(scales) < 1.05
     assert solution.to_meta()["pieces"][0]["source"]

@@ -8,7 +8,8 @@ from tracks4d.contracts import Reconstruction
 from tracks4d.geometry import invert_rigid
 from tracks4d.evaluation.metrics import absolute_trajectory_error
 from tracks4d.geometry import umeyama_sim3
-from tracks4d.network.stitch import Sim3, reconstruct_long, robust_sim3, split_windows, stitch, window_spans
+from tracks4d.geometry.transforms import Sim3
+from tracks4d.network.stitch import reconstruct_long, robust_sim3, split_windows, stitch, window_spans
 from training.synthetic import SceneConfig, generate_scene
 
 

@@ -42,9 +42,9 @@ from ..contracts import Cameras
 from .bundle_adjust import MIN_FRAME_OBSERVATIONS, BAReport, bundle_adjust
 from .motion import motion_levels, static_fit, track_residuals
 from .motion_model import MIN_SHARED, MotionModel, Segment, fit_rotation, rotation_focal, select_motion_model
-from .pieces import PIECE_FRAMES, Similarity, joining_similarity, piece_spans
+from .pieces import PIECE_FRAMES, joining_similarity, piece_spans
 from .track_sfm import cameras_from_tracks, enclosed
-from .transforms import transform_points
+from .transforms import Sim3, transform_points
 from .triangulation import reprojection_errors, triangulate
 
 __all__ = ["CameraSolution", "solve_cameras", "rotation_cameras", "CAMERA_INITS"]
@@ -368,7 +368,7 @@ def _solve_in_pieces(tracks: np.ndarray, visible: np.ndarray, network: Cameras, 
         static = (track_residuals(errors, sub_visible) < SEED_PX) & (not piece.rotation_only)
         depth = np.where(sub_visible & static, transform_points(piece_w2c, np.nan_to_num(points))[..., 2], np.nan)
         piece_typical = float(np.nanmedian(depth)) if static.any() else float("nan")
-        similarity, pairs = Similarity(1.0, np.eye(3), np.zeros(3)), 0
+        similarity, pairs = Sim3(1.0, np.eye(3), np.zeros(3)), 0
         if start > 0:
             overlap = np.arange(start, end_before)
             clip_depth = np.where(sub_visible[overlap - start], transform_points(
@@ -378,7 +378,7 @@ def _solve_in_pieces(tracks: np.ndarray, visible: np.ndarray, network: Cameras, 
             similarity, pairs = joining_similarity(w2c[overlap], piece_w2c[overlap - start], clip_depth,
                                                    depth[overlap - start], fallback)
         take = (start + end_before) // 2            # the overlap's second half is this piece's
-        w2c[take:end] = similarity.cameras(piece_w2c[take - start:])
+        w2c[take:end] = similarity.world_to_camera(piece_w2c[take - start:])
         k[take:end] = piece.cameras.intrinsics[take - start:]
         clip_points[tracked[static]] = similarity.points(points[static])
         if piece_typical > 0:

@@ -11,13 +11,11 @@ the clip's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from .transforms import invert_rigid
+from .transforms import Sim3, invert_rigid
 
-__all__ = ["PIECE_FRAMES", "PIECE_OVERLAP", "Similarity", "piece_spans", "joining_similarity"]
+__all__ = ["PIECE_FRAMES", "PIECE_OVERLAP", "piece_spans", "joining_similarity"]
 
 PIECE_FRAMES = 100     # frames of a piece
 PIECE_OVERLAP = 25     # frames a piece shares with the one before it (at least)
@@ -36,27 +34,6 @@ def piece_spans(n_frames: int) -> list[tuple[int, int]]:
         start += PIECE_FRAMES - PIECE_OVERLAP
 
 
-@dataclass(frozen=True)
-class Similarity:
-    """x_clip = scale · rotation · x_piece + translation."""
-
-    scale: float
-    rotation: np.ndarray
-    translation: np.ndarray
-
-    def cameras(self, world_to_camera: np.ndarray) -> np.ndarray:
-        """(M, 4, 4) world-to-camera poses in the piece's world → the same cameras in the clip's world."""
-        c2w = invert_rigid(world_to_camera)
-        out = np.tile(np.eye(4), (len(c2w), 1, 1))
-        out[:, :3, :3] = self.rotation @ c2w[:, :3, :3]
-        out[:, :3, 3] = self.scale * c2w[:, :3, 3] @ self.rotation.T + self.translation
-        return invert_rigid(out)
-
-    def points(self, points: np.ndarray) -> np.ndarray:
-        """(P, 3) points in the piece's world → the clip's."""
-        return self.scale * points @ self.rotation.T + self.translation
-
-
 def _mean_rotation(rotations: np.ndarray) -> np.ndarray:
     """(M, 3, 3) → the rotation nearest their mean (chordal L2)."""
     u, _, vt = np.linalg.svd(rotations.sum(0))
@@ -65,7 +42,7 @@ def _mean_rotation(rotations: np.ndarray) -> np.ndarray:
 
 
 def joining_similarity(clip_w2c: np.ndarray, piece_w2c: np.ndarray, clip_depth: np.ndarray,
-                       piece_depth: np.ndarray, fallback_scale: float) -> tuple[Similarity, int]:
+                       piece_depth: np.ndarray, fallback_scale: float) -> tuple[Sim3, int]:
     """The similarity that puts a piece's overlap cameras on the clip's → (similarity, depth pairs that told the
     scale).
 
@@ -81,4 +58,4 @@ def joining_similarity(clip_w2c: np.ndarray, piece_w2c: np.ndarray, clip_depth: 
         ratios = clip_depth[pairs] / piece_depth[pairs]
     scale = float(np.median(ratios)) if ratios.size >= MIN_DEPTH_PAIRS else fallback_scale
     translation = np.median(clip_c2w[:, :3, 3] - scale * piece_c2w[:, :3, 3] @ rotation.T, axis=0)
-    return Similarity(scale, rotation, translation), int(ratios.size)
+    return Sim3(scale, rotation, translation), int(ratios.size)

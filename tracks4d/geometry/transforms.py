@@ -5,12 +5,14 @@ Torch functions work on any leading batch shape; numpy functions are for evaluat
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 __all__ = [
     "rot6d_to_matrix", "matrix_to_rot6d", "project_normalized", "pixels_to_normalized", "normalized_to_pixels",
-    "invert_rigid", "pose_matrix", "transform_points", "umeyama_sim3", "apply_sim3", "MIN_DEPTH",
+    "invert_rigid", "pose_matrix", "transform_points", "umeyama_sim3", "apply_sim3", "Sim3", "MIN_DEPTH",
 ]
 
 MIN_DEPTH = 0.01
@@ -124,3 +126,26 @@ def umeyama_sim3(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) -> t
 def apply_sim3(scale: float, rot: np.ndarray, t: np.ndarray, points: np.ndarray) -> np.ndarray:
     """s·R·x + t for points (..., 3)."""
     return scale * points @ rot.T + t
+
+
+@dataclass(frozen=True)
+class Sim3:
+    """x ↦ s·R·x + t."""
+
+    scale: float
+    rotation: np.ndarray
+    translation: np.ndarray
+
+    def points(self, x: np.ndarray) -> np.ndarray:
+        return self.scale * x @ self.rotation.T + self.translation
+
+    def camera_to_world(self, c2w: np.ndarray) -> np.ndarray:
+        """(N, 4, 4) camera-to-world poses moved by this similarity (rotation and centre; scale goes to depth)."""
+        out = c2w.copy()
+        out[:, :3, :3] = self.rotation @ c2w[:, :3, :3]
+        out[:, :3, 3] = self.points(c2w[:, :3, 3])
+        return out
+
+    def world_to_camera(self, w2c: np.ndarray) -> np.ndarray:
+        """(N, 4, 4) world-to-camera poses moved by this similarity."""
+        return invert_rigid(self.camera_to_world(invert_rigid(w2c)))

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from ..contracts import Reconstruction, TrackSet, min_visible_frames
-from ..geometry.transforms import invert_rigid, umeyama_sim3
+from ..geometry.transforms import Sim3, invert_rigid, umeyama_sim3
 
 __all__ = ["window_spans", "split_windows", "Sim3", "robust_sim3", "stitch", "reconstruct_long"]
 
@@ -36,25 +36,6 @@ def window_spans(n_frames: int, size: int = 50, overlap: int = 10) -> list[tuple
     length = -(-(n_frames + (count - 1) * overlap) // count)
     starts = np.linspace(0, n_frames - length, count).round().astype(int)
     return [(int(s), int(s) + length) for s in starts]
-
-
-@dataclass(frozen=True)
-class Sim3:
-    """x ↦ s·R·x + t."""
-
-    scale: float
-    rotation: np.ndarray
-    translation: np.ndarray
-
-    def points(self, x: np.ndarray) -> np.ndarray:
-        return self.scale * x @ self.rotation.T + self.translation
-
-    def camera_to_world(self, c2w: np.ndarray) -> np.ndarray:
-        """(N, 4, 4) camera-to-world poses moved by this similarity (rotation and centre; scale goes to depth)."""
-        out = c2w.copy()
-        out[:, :3, :3] = self.rotation @ c2w[:, :3, :3]
-        out[:, :3, 3] = self.points(c2w[:, :3, 3])
-        return out
 
 
 def _align(world: Reconstruction, world_frames: np.ndarray, part: Reconstruction, part_frames: np.ndarray,
