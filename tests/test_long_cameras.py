@@ -9,7 +9,8 @@ from scipy.spatial.transform import Rotation
 from tracks4d.contracts import Cameras
 from tracks4d.evaluation.metrics import absolute_trajectory_error
 from tracks4d.geometry import invert_rigid, pose_matrix
-from tracks4d.geometry.cameras import solve_cameras
+from tracks4d.geometry.cameras import _solve_in_pieces, in_pieces
+from tracks4d.geometry.motion_model import select_motion_model
 from tracks4d.geometry.pieces import PIECE_FRAMES, PIECE_OVERLAP, joining_similarity, piece_spans
 from tracks4d.geometry.transforms import Sim3, transform_points, umeyama_sim3
 from tracks4d.geometry.triangulation import _triangulate, reprojection_errors, track_groups, triangulate
@@ -92,14 +93,23 @@ def test_joining_similarity_recovers_a_known_similarity():
     assert pairs < 20 and few.scale == 3.0                # too few depths: the fallback scale
 
 
+def test_pieces_are_for_long_clips_whose_tracks_live_short():
+    assert in_pieces(short_tracks(300)[1])                  # tracks live 30 frames: a long chain
+    assert not in_pieces(short_tracks(150)[1])              # too short a clip
+    assert not in_pieces(short_tracks(300, life=120)[1])    # a slow take: long-lived tracks, one growth chains them
+
+
 def test_a_long_clip_is_solved_in_pieces_joined_at_one_scale():
     """240 frames: three pieces, each solved alone, joined and adjusted once — the path within 0.5 %, and every
-    50-frame stretch at the same scale as the whole (a break would show as a stretch at its own scale)."""
+    50-frame stretch at the same scale as the whole (a break would show as a stretch at its own scale). (This clip's
+    tracks live long — :func:`in_pieces` would solve it in one growth; the pieces are asked for directly.)"""
     scene = generate_scene(3_000_006, dataclasses.replace(SceneConfig(), n_frames=240, camera="orbit",
                                                           motion_frames=50))
     t = scene.tracks
-    solution = solve_cameras(t.tracks, t.visible, Cameras(np.tile(np.eye(4), (240, 1, 1)), t.intrinsics_per_frame()),
-                             None, adjust=True, refine_focal=False)
+    network = Cameras(np.tile(np.eye(4), (240, 1, 1)), t.intrinsics_per_frame())
+    model = select_motion_model(t.tracks, t.visible, network.intrinsics)
+    solution = _solve_in_pieces(t.tracks, t.visible, network, None, model, adjust=True, refine_focal=False,
+                                camera_init="auto", static_gamma=None)
     assert solution.source == "pieces" and [p["frames"] for p in solution.pieces] == [[0, 100], [75, 175],
                                                                                        [140, 240]]
     assert all(p["scale_pairs"] >= 20 for p in solution.pieces[1:])
