@@ -1,5 +1,5 @@
-"""The camera stage: one solve over the whole clip — or, from ``LONG_CLIP_FRAMES`` on, one per overlapping piece,
-joined and adjusted once over the clip (:func:`_solve_in_pieces`, :mod:`.pieces`).
+"""The camera stage: one solve over the whole clip — or, for a long clip of short-lived tracks (:func:`in_pieces`),
+one per overlapping piece, joined and adjusted once over the clip (:func:`_solve_in_pieces`, :mod:`.pieces`).
 
 1. Motion model (:func:`~.motion_model.select_motion_model`): general, rotation-only, or segments of both.
 2. A clip that only rotates (a tripod, a fixed camera): rotations from the tracks (rays of each frame fitted to an
@@ -281,8 +281,7 @@ def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, net
                                     refine_focal=refine_focal, camera_init=camera_init, static_gamma=static_gamma)
         if solution is not None:
             return solution
-        return CameraSolution(rotation, MotionModel("rotation", [Segment(0, len(tracks), "rotation")], model.pairs),
-                              "rotation", {})
+        return _rotation_solution(rotation, model, {})
     seeds = {"network": network}
     coverage: dict[str, float] = {}            # share of frames a track seed posed itself
     if camera_init == "auto":
@@ -314,8 +313,7 @@ def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, net
                           tracks_c, visible_c, coverage)
     counts["rotation"] = int(_fitting_tracks(tracks_c, visible_c, rotation, True).sum())
     if counts["rotation"] >= max(ROTATION_PREFERENCE * counts[source], MIN_FITTING):
-        model = MotionModel("rotation", [Segment(0, len(tracks), "rotation")], model.pairs)
-        return CameraSolution(rotation, model, "rotation", counts)
+        return _rotation_solution(rotation, model, counts)
     report = reports.get(source)
     if report is not None and not report.skipped:  # the chosen cameras, finished on more static tracks
         mover = None if source == most else _fitting_tracks(tracks, visible, seeds[most], False)
@@ -345,6 +343,12 @@ def _adjust(tracks: np.ndarray, visible: np.ndarray, seed: Cameras, network_gamm
     cameras, _, report = bundle_adjust(tracks, visible, start, points, static, refine_focal=refine_focal,
                                        max_initial_error_px=MAX_INITIAL_ERROR_PX, max_iterations=max_iterations)
     return cameras, report
+
+
+def _rotation_solution(rotation: Cameras, model: MotionModel, counts: dict) -> CameraSolution:
+    """The rotation-only cameras as the clip's, its motion model one rotation segment (``model``'s voting pairs)."""
+    whole = MotionModel("rotation", [Segment(0, rotation.n_frames, "rotation")], model.pairs)
+    return CameraSolution(rotation, whole, "rotation", counts)
 
 
 def in_pieces(visible: np.ndarray) -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 from ..contracts import Cameras, Reconstruction
 from .motion import MOVING, STATIC_SIGMAS, MotionLevels
 from .transforms import invert_rigid, transform_points
-from .triangulation import CHUNK_TRACKS, bearings
+from .triangulation import bearings, track_slices
 
 __all__ = ["PlacedPoints", "network_scale", "typical_depth", "lift_network", "moving_points", "place_points"]
 
@@ -113,8 +113,7 @@ def place_points(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, moti
     scale = network_scale(fitted, observed, cameras, proposal_z, visible)
     typical = typical_depth(proposal_z, scale)
     points, static_points = np.empty(visible.shape + (3,)), np.empty((visible.shape[1], 3))
-    for c in (slice(start, start + CHUNK_TRACKS) for start in range(0, visible.shape[1], CHUNK_TRACKS)):
-        # a long clip's (frame × track) work arrays, a group of tracks at a time
+    for c in track_slices(visible.shape[1]):     # a long clip's (frame × track) work arrays, a slice at a time
         proposal_camera = network_camera[:, c] if proposal_depth is None else on_rays(tracks[:, c], cameras,
                                                                                      proposal_depth[:, c])
         points[:, c] = moving_points(tracks[:, c], visible[:, c], cameras, proposal_camera, scale, typical,

@@ -135,7 +135,8 @@ def _grow(tracks: np.ndarray, visible: np.ndarray, k: np.ndarray, r: int, j: int
     posed = np.zeros(n, bool)
     posed[[r, j]] = True
     points = triangulate(tracks, visible, w2c, k, posed)
-    good = (_errors(points, tracks, w2c, k)[[r, j]] < RANSAC_PX).all(0) & inliers
+    pair = [r, j]
+    good = (_errors(points, tracks[pair], w2c[pair], k[pair]) < RANSAC_PX).all(0) & inliers
     points[~good] = np.nan
     order = sorted(set(range(n)) - {r, j}, key=lambda f: min(abs(f - r), abs(f - j)))
     pending = np.zeros(n, bool)  # frames posed since the last triangulation of fresh tracks

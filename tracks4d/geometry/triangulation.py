@@ -8,11 +8,16 @@ import numpy as np
 from .transforms import transform_points
 
 __all__ = ["bearings", "triangulate", "triangulate_robust", "reprojection_errors", "mean_directions", "direction_errors",
-           "local_triangulation"]
+           "local_triangulation", "track_slices", "track_groups"]
 
 
 CHUNK_TRACKS = 2048   # tracks handled at once: on long clips the (frames × tracks) work arrays stay bounded
 SPAN_FRAMES = 100     # clips this long or longer: each group of tracks is handled over the frames that see it only
+
+
+def track_slices(p: int) -> list[slice]:
+    """``P`` tracks in consecutive slices of at most ``CHUNK_TRACKS``."""
+    return [slice(start, start + CHUNK_TRACKS) for start in range(0, p, CHUNK_TRACKS)]
 
 
 def track_groups(visible: np.ndarray) -> list[tuple[slice, np.ndarray | slice]]:
@@ -24,7 +29,7 @@ def track_groups(visible: np.ndarray) -> list[tuple[slice, np.ndarray | slice]]:
     track lives a bounded number of frames) instead of with frames × tracks."""
     n, p = visible.shape
     if n < SPAN_FRAMES:
-        return [(slice(None), slice(start, start + CHUNK_TRACKS)) for start in range(0, p, CHUNK_TRACKS)]
+        return [(slice(None), c) for c in track_slices(p)]
     seen = visible.any(0)
     first = np.where(seen, visible.argmax(0), 0)
     last = np.where(seen, n - 1 - visible[::-1].argmax(0), 0)
@@ -99,7 +104,7 @@ def reprojection_errors(points: np.ndarray, tracks: np.ndarray, w2c: np.ndarray,
     """points (P, 3) · tracks (N, P, 2) → (N, P) px (inf behind a camera or where a point is NaN). With ``visible``
     (N, P) the errors are computed over each track group's frames only (:func:`track_groups`): entries outside them
     are inf — for callers that read the visible entries only."""
-    groups = track_groups(np.ones((1, tracks.shape[1]), bool) if visible is None else visible)
+    groups = [(slice(None), c) for c in track_slices(tracks.shape[1])] if visible is None else track_groups(visible)
     if len(groups) == 1 and groups[0][0] == slice(None):
         return _errors(points, tracks, w2c, intrinsics)
     errors = np.full(tracks.shape[:2], np.inf)
