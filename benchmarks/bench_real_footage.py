@@ -168,7 +168,7 @@ def query_frames_of(result, opts: ReconstructOptions) -> tuple[np.ndarray, str]:
     if result.clip is not None:
         try:
             from tracks4d.tracking import TrackerConfig, track_clip
-            again = track_clip(result.clip, TrackerConfig(grid=opts.grid, query_every=opts.query_every),
+            again = track_clip(result.clip.decoded(), TrackerConfig(grid=opts.grid, query_every=opts.query_every),
                                tracker=opts.tracker, progress=False)
             if (again.query_frame is not None and again.tracks.shape == rec.tracks.shape
                     and np.array_equal(again.visible, rec.visible) and np.array_equal(again.tracks, rec.tracks)):

@@ -65,7 +65,7 @@ def refine_job(rec, clip, minutes: float, folder: Path, device: str, progress) -
     if clip is None:
         raise ValueError("refine fits the video: the input has none")
     config = RefineConfig(minutes=minutes, device=device)
-    result = refine_gaussians(rec, clip.frames, config, progress=False,
+    result = refine_gaussians(rec, clip.decoded().frames, config, progress=False,
                               on_step=lambda step, seconds: progress(min(seconds / (60 * minutes), 1.0)))
     paths = write_refine_outputs(folder / REFINE_DIR, result.scene, result.data, result.metrics, clip.fps or 10.0)
     m = result.metrics

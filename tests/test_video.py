@@ -54,6 +54,26 @@ def test_stride_max_frames_and_resolution(mp4):
     assert read_video(mp4, long_side=4000).size == (320, 240)  # never upscaled
 
 
+def test_released_frames_are_read_again(mp4, tmp_path):
+    """A released clip holds no frames and keeps its geometry; ``decoded()`` gives the same frames back, and says
+    so when the input changed since."""
+    clip = read_video(mp4, stride=2, max_frames=6, long_side=160)
+    released = clip.released()
+    assert released.frames is None and released.size == clip.size == (160, 120) and released.scale == clip.scale
+    again = released.decoded()
+    np.testing.assert_array_equal(again.frames, clip.frames)
+    np.testing.assert_array_equal(again.frame_indices, clip.frame_indices)
+    assert clip.decoded() is clip
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), frame(i))
+    short = read_video(folder, long_side=None).released()
+    (folder / "004.png").unlink()
+    with pytest.raises(VideoError, match="changed since it was read"):
+        short.decoded()
+
+
 def test_pixel_and_intrinsics_scaling(mp4):
     clip = read_video(mp4, long_side=160)
     k = np.array([[300.0, 0, 159.5], [0, 300, 119.5], [0, 0, 1]])

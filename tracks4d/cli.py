@@ -134,7 +134,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
         finetune_steps=args.finetune, backend=args.backend, precision=args.precision,
         moving_checkpoint=args.moving_checkpoint, refine_moving=args.refine_moving, progress=not args.no_progress)
     result = run_pipeline(args.input, opts)
-    rec, clip = result.reconstruction, result.clip
+    rec, clip = result.reconstruction, None if result.clip is None else result.clip.decoded()
     frames = clip.frames if clip is not None else None
     frame_tracks = clip.to_working_pixels(rec.tracks) if clip is not None else None
     if Path(args.input).suffix != ".npz":

@@ -100,7 +100,8 @@ class ReconstructOptions:
 
 @dataclass
 class ReconstructResult:
-    """reconstruction · clip: decoded frames (None for a track-file input) · timings in seconds per stage."""
+    """reconstruction · clip: the input video, its frames released (``clip.decoded()`` reads them; None for a
+    track-file input) · timings in seconds per stage."""
 
     reconstruction: Reconstruction
     clip: Clip | None
@@ -194,8 +195,10 @@ def memory_plan(source: str | Path, opts: ReconstructOptions) -> MemoryPlan | No
 
 def read_tracks(source: str | Path | TrackSet, opts: ReconstructOptions, timings: dict,
                 progress: Callable[[float, str], None]) -> tuple[TrackSet, Clip | None, MemoryPlan | None]:
-    """Decode and track stages: the input's tracks (a TrackSet or track file as given), decoded clip (or None) and
-    the memory plan its frames were read under (None: no ``max_memory_gb``, or not a video)."""
+    """Decode and track stages: the input's tracks (a TrackSet or track file as given), its clip (or None) and the
+    memory plan its frames were read under (None: no ``max_memory_gb``, or not a video). The clip comes back
+    :meth:`~tracks4d.io.video.Clip.released`: no later stage reads the frames, and at 600 frames they are a quarter of
+    the reconstruction's peak memory (``clip.decoded()`` reads them again for pictures)."""
     if isinstance(source, TrackSet):
         return source, None, None
     if Path(source).is_file() and Path(source).suffix.lower() == ".npz":
@@ -210,7 +213,7 @@ def read_tracks(source: str | Path | TrackSet, opts: ReconstructOptions, timings
         tracks = track_clip(clip, TrackerConfig(grid=opts.grid, query_every=opts.query_every), tracker=opts.tracker,
                             checkpoint=opts.tracker_checkpoint, device=opts.device, progress=opts.progress)
     progress(0.3, "tracked")
-    return tracks, clip, plan
+    return tracks, clip.released(), plan
 
 
 def with_intrinsics(tracks: TrackSet, opts: ReconstructOptions) -> tuple[TrackSet, bool]:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["VideoError", "VideoInfo", "Clip", "probe_video", "read_video", "upright", "VIDEO_SUFFIXES",
+__all__ = ["VideoError", "VideoInfo", "ReadRecipe", "Clip", "probe_video", "read_video", "upright", "VIDEO_SUFFIXES",
            "IMAGE_SUFFIXES", "VFR_TOLERANCE"]
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg")
@@ -45,27 +45,63 @@ class VideoInfo:
 
 
 @dataclass(frozen=True)
+class ReadRecipe:
+    """How :func:`read_video` read a clip: what :meth:`Clip.decoded` reads again."""
+
+    path: Path
+    stride: int
+    max_frames: int | None
+    long_side: int | None
+
+
+@dataclass(frozen=True)
 class Clip:
     """Decoded frames at working resolution, upright.
 
-    frames: (N, H, W, 3) uint8 RGB · frame_indices: (N,) source frame numbers used · fps: of the clip after stride
+    frames: (N, H, W, 3) uint8 RGB, or None once :meth:`released` (a long clip's frames are the largest thing a
+    reconstruction holds; :meth:`decoded` reads them again) · frame_indices: (N,) source frame numbers used · fps: of the clip after stride
     (None when unknown; for a variable rate the header's average) · source_size: upright (W, H) of the input ·
     size: (W, H) of ``frames`` · timestamps: (N,) float64 presentation time in seconds of each frame as the file
     stores it (None for frame folders) · rotation_deg, mirrored: how the decoded frames were turned upright (see
-    :func:`upright`; 0 and False for frame folders).
+    :func:`upright`; 0 and False for frame folders) · recipe: how it was read (None when not by
+    :func:`read_video`) · released_size: (W, H) of the released frames.
     """
 
-    frames: np.ndarray
+    frames: np.ndarray | None
     frame_indices: np.ndarray
     fps: float | None
     source_size: tuple[int, int]
     timestamps: np.ndarray | None = None
     rotation_deg: int = 0
     mirrored: bool = False
+    recipe: ReadRecipe | None = None
+    released_size: tuple[int, int] | None = None
 
     @property
     def size(self) -> tuple[int, int]:
+        if self.frames is None:
+            return self.released_size
         return int(self.frames.shape[2]), int(self.frames.shape[1])
+
+    def released(self) -> Clip:
+        """This clip without its frames (they are read again by :meth:`decoded`); itself when it cannot read them
+        again (not read by :func:`read_video`)."""
+        if self.frames is None or self.recipe is None:
+            return self
+        return replace(self, frames=None, released_size=self.size)
+
+    def decoded(self) -> Clip:
+        """This clip with its frames: itself, or read again from its recipe — the same frames, or a
+        :class:`VideoError` when the input changed since."""
+        if self.frames is not None:
+            return self
+        r = self.recipe
+        clip = read_video(r.path, stride=r.stride, max_frames=r.max_frames, long_side=r.long_side)
+        if not np.array_equal(clip.frame_indices, self.frame_indices) or clip.size != self.size:
+            raise VideoError(f"{r.path}: the input changed since it was read ({len(clip.frame_indices)} frames at "
+                             f"{clip.size[0]}x{clip.size[1]}, before {len(self.frame_indices)} at "
+                             f"{self.size[0]}x{self.size[1]})")
+        return clip
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -279,11 +315,12 @@ def read_video(path: str | Path, *, stride: int = 1, max_frames: int | None = No
     if max_frames is not None and max_frames < 1:
         raise VideoError(f"max_frames must be >= 1, got {max_frames}")
     _check_source(path)
+    recipe = ReadRecipe(path.resolve(), stride, max_frames, long_side)
     if path.is_dir():
         files = _frame_files(path)[::stride][:max_frames]
         frames, indices, source_size = _gather(((i * stride, _read_image(f)) for i, f in enumerate(files)), path,
                                                long_side, max_frames, len(files))
-        return Clip(frames, indices, None, source_size)
+        return Clip(frames, indices, None, source_size, recipe=recipe)
     times, turns = [], []
     with _open_video(path, "decode") as (container, stream):
         stream.thread_type = "AUTO"
@@ -300,4 +337,5 @@ def read_video(path: str | Path, *, stride: int = 1, max_frames: int | None = No
 
         frames, indices, source_size = _gather(kept(), path, long_side, max_frames, -(-stream.frames // stride))
     timestamps = None if any(t is None for t in times) else np.array(times, dtype=np.float64)
-    return Clip(frames, indices, None if fps is None else fps / stride, source_size, timestamps, *turns[0])
+    return Clip(frames, indices, None if fps is None else fps / stride, source_size, timestamps, *turns[0],
+                recipe=recipe)
