@@ -70,6 +70,9 @@ PIECE_TRACK_LIFE = 0.75 * PIECE_FRAMES  # … when its tracks live fewer frames 
 #   50-frame clip's speed: 37–48) — one growth chains it well, and its 100-frame pieces see too little parallax
 #   (slow orbit 600 in pieces: ATE 0.28 → 0.37 %, depth AbsRel 0.22 → 0.28)
 JOIN_TRACKS_PER_FRAME = 200  # the joined pieces' one adjustment over the clip
+PIECE_ITERATIONS = 10       # a piece's finishing adjustment and the joined clip's stop after this many iterations: the
+                            # joined cameras start close, and the steps after ten (conjugate-gradient steps that
+                            # lengthen with the chain) left ATE and rms as they were at twice the time (600 frames)
 
 CAMERA_INITS = ("auto", "network")
 """auto: the network's cameras or the tracks', by the residual test; network: the network's only."""
@@ -256,12 +259,13 @@ def _resect_lost_frames(tracks: np.ndarray, visible: np.ndarray, cameras: Camera
 
 def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, network_gamma: np.ndarray | None, *,
                   adjust: bool, refine_focal: bool, camera_init: str = "auto",
-                  static_gamma: float | None = None) -> CameraSolution:
+                  static_gamma: float | None = None, finish_iterations: int = 100) -> CameraSolution:
     """The clip's cameras (module docstring).
 
     tracks (N, P, 2) px · visible (N, P) bool · network: the network's cameras, with the clip's (known or guessed)
     intrinsics · network_gamma (P,): its motion levels (fill in where geometry says little when choosing the static
-    set) · adjust: run the bundle adjustment · refine_focal: the intrinsics are a guess · camera_init: CAMERA_INITS."""
+    set) · adjust: run the bundle adjustment · refine_focal: the intrinsics are a guess · camera_init: CAMERA_INITS ·
+    finish_iterations: of the chosen seed's finishing adjustment (a piece's: ``PIECE_ITERATIONS``)."""
     if camera_init not in CAMERA_INITS:
         raise ValueError(f"camera_init must be one of {CAMERA_INITS}, got {camera_init!r}")
     k = network.intrinsics
@@ -318,7 +322,7 @@ def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, net
     if report is not None and not report.skipped:  # the chosen cameras, finished on more static tracks
         mover = None if source == most else _fitting_tracks(tracks, visible, seeds[most], False)
         cameras, final = _adjust(tracks, visible, seeds[source], network_gamma, static_gamma, refine_focal,
-                                 FINAL_TRACKS_PER_FRAME, exclude=mover)
+                                 FINAL_TRACKS_PER_FRAME, finish_iterations, exclude=mover)
         if not final.skipped:
             seeds[source], report = cameras, final
     return CameraSolution(seeds[source], model, source, counts, report, [note] if note else [])
@@ -365,8 +369,9 @@ def _solve_in_pieces(tracks: np.ndarray, visible: np.ndarray, network: Cameras, 
     """A long clip's cameras (:mod:`.pieces`): each piece solved as a short clip (:func:`solve_cameras`, on the tracks
     it sees twice), joined to the clip in turn (:func:`~.pieces.joining_similarity`, on its overlap frames and the
     static points both placed; the overlap's second half takes the new piece's cameras), then with ``adjust`` one
-    bundle adjustment over the clip on ``JOIN_TRACKS_PER_FRAME`` static tracks a frame. None when every piece only
-    rotates (the caller's rotation-only cameras are the clip's)."""
+    bundle adjustment over the clip on ``JOIN_TRACKS_PER_FRAME`` static tracks a frame (pieces and clip adjusted
+    ``PIECE_ITERATIONS`` iterations at most). None when every piece only rotates (the caller's rotation-only cameras
+    are the clip's)."""
     n, p = visible.shape
     w2c, k = np.tile(np.eye(4), (n, 1, 1)), network.intrinsics.copy()
     clip_points = np.full((p, 3), np.nan)   # each track's static point in the clip's world, from its latest piece
@@ -378,7 +383,8 @@ def _solve_in_pieces(tracks: np.ndarray, visible: np.ndarray, network: Cameras, 
         sub_tracks, sub_visible = tracks[frames][:, tracked], visible[frames][:, tracked]
         piece = solve_cameras(sub_tracks, sub_visible, network.subset(frames),
                               None if network_gamma is None else network_gamma[tracked], adjust=adjust,
-                              refine_focal=refine_focal, camera_init=camera_init, static_gamma=static_gamma)
+                              refine_focal=refine_focal, camera_init=camera_init, static_gamma=static_gamma,
+                              finish_iterations=PIECE_ITERATIONS)
         piece_w2c = piece.cameras.world_to_camera
         points, errors = static_fit(sub_tracks, sub_visible, piece.cameras, piece.rotation_only)
         static = (track_residuals(errors, sub_visible) < SEED_PX) & (not piece.rotation_only)
@@ -409,6 +415,6 @@ def _solve_in_pieces(tracks: np.ndarray, visible: np.ndarray, network: Cameras, 
     cameras, report = Cameras(w2c, k), None
     if adjust:
         adjusted, report = _adjust(tracks, visible, cameras, network_gamma, static_gamma, refine_focal,
-                                   JOIN_TRACKS_PER_FRAME)
+                                   JOIN_TRACKS_PER_FRAME, PIECE_ITERATIONS)
         cameras = cameras if report.skipped else adjusted
     return CameraSolution(cameras, model, "pieces", {}, report, notes, pieces)
