@@ -44,6 +44,7 @@ from .network.inference import PRECISIONS, guess_intrinsics, native_bf16, run_ne
 from .network.onnx_backend import load_backend
 from .network.stitch import reconstruct_long, window_spans
 from .tracking.lk import TrackerConfig, track_clip
+from .tracking.revisits import Revisit, link_revisits
 
 __all__ = ["ReconstructOptions", "ReconstructResult", "run_pipeline", "reconstruct", "intrinsics_from_options",
            "resolve_backend", "resolve_precision", "moving_network"]
@@ -194,15 +195,18 @@ def memory_plan(source: str | Path, opts: ReconstructOptions) -> MemoryPlan | No
 
 
 def read_tracks(source: str | Path | TrackSet, opts: ReconstructOptions, timings: dict,
-                progress: Callable[[float, str], None]) -> tuple[TrackSet, Clip | None, MemoryPlan | None]:
-    """Decode and track stages: the input's tracks (a TrackSet or track file as given), its clip (or None) and the
-    memory plan its frames were read under (None: no ``max_memory_gb``, or not a video). The clip comes back
+                progress: Callable[[float, str], None]
+                ) -> tuple[TrackSet, Clip | None, MemoryPlan | None, list[Revisit]]:
+    """Decode, track and revisit stages: the input's tracks (a TrackSet or track file as given; a video's with the
+    tracks of returning views seen where they return, :func:`~tracks4d.tracking.revisits.link_revisits`), its clip
+    (or None), the memory plan its frames were read under (None: no ``max_memory_gb``, or not a video) and the
+    revisits found. The clip comes back
     :meth:`~tracks4d.io.video.Clip.released`: no later stage reads the frames, and at 600 frames they are a quarter of
     the reconstruction's peak memory (``clip.decoded()`` reads them again for pictures)."""
     if isinstance(source, TrackSet):
-        return source, None, None
+        return source, None, None, []
     if Path(source).is_file() and Path(source).suffix.lower() == ".npz":
-        return TrackSet.load(source), None, None
+        return TrackSet.load(source), None, None, []
     with _timed(timings, "decode"):
         plan = memory_plan(source, opts)
         extra = 1 if plan is None else plan.stride
@@ -212,8 +216,10 @@ def read_tracks(source: str | Path | TrackSet, opts: ReconstructOptions, timings
     with _timed(timings, "tracking"):
         tracks = track_clip(clip, TrackerConfig(grid=opts.grid, query_every=opts.query_every), tracker=opts.tracker,
                             checkpoint=opts.tracker_checkpoint, device=opts.device, progress=opts.progress)
+    with _timed(timings, "revisits"):
+        tracks, revisits = link_revisits(clip.frames, tracks, clip.scale)
     progress(0.3, "tracked")
-    return tracks, clip.released(), plan
+    return tracks, clip.released(), plan, revisits
 
 
 def with_intrinsics(tracks: TrackSet, opts: ReconstructOptions) -> tuple[TrackSet, bool]:
@@ -398,7 +404,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
         with _timed(timings, "load_moving_model"):
             moving_network(moving_checkpoint, opts.device)
 
-    tracks, clip, plan = read_tracks(source, opts, timings, progress)
+    tracks, clip, plan, revisits = read_tracks(source, opts, timings, progress)
     tracks, known = with_intrinsics(tracks, opts)
     with _timed(timings, "windows"):
         proposal, finetune_reports = propose(model, tracks, opts, precision, timings, progress)
@@ -457,6 +463,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
         "static_mask": motion.static.tolist(),
         "motion_states": motion.state_counts,
         "tracks_per_frame": _per_frame(tracks.visible),
+        "revisits": [revisit.to_meta() for revisit in revisits],
         "memory": None if plan is None else plan.to_meta(),
         "image_size": None if tracks.image_size is None else [int(v) for v in tracks.image_size],
         "video": None if clip is None else clip.to_meta(),
