@@ -110,6 +110,7 @@ def test_hard_clips_get_a_verdict_not_a_crash(checkpoint):
     assert rec.meta["verdict"][0].startswith("cameras: ") and "tracks static" in rec.meta["verdict"][0]
     seen = scene.tracks.visible[:, few].sum(1)
     assert rec.meta["tracks_per_frame"] == {"min": seen.min(), "median": int(np.median(seen)), "max": seen.max()}
+    assert rec.meta["revisits"] == []                       # a track input has no frames to find revisits in
 
     rng = np.random.default_rng(0)
     tracks = scene.tracks

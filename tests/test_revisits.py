@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 
 from tracks4d.contracts import TrackSet
-from tracks4d.tracking.revisits import REVISIT_GAP, link_revisits
+from tracks4d.tracking.revisits import REVISIT_GAP, find_revisits, seen_again
 
 W, H, LIFE = 160, 120, 30
 
@@ -38,13 +38,16 @@ def test_a_returning_pan_is_seen_where_it_returns():
     n = 240
     offsets = np.concatenate([np.linspace(0, 600, n // 2), np.linspace(600, 0.4, n // 2)])
     frames, tracks = _clip(offsets)
-    linked, revisits = link_revisits(frames, tracks)
+    revisits = find_revisits(frames, tracks)
+    linked = seen_again(tracks, revisits)
     assert len(revisits) >= 5
     for revisit in revisits:
-        assert revisit.later - revisit.earlier >= REVISIT_GAP and revisit.links >= 20
+        assert revisit.later - revisit.earlier >= REVISIT_GAP and len(revisit.tracks) >= 20
+        assert not tracks.visible[revisit.earlier, revisit.tracks].any() and tracks.visible[revisit.later,
+                                                                                            revisit.tracks].all()
         assert abs(offsets[revisit.earlier] - offsets[revisit.later]) < 40      # the same view, seen again
     added = linked.visible & ~tracks.visible
-    assert added.sum() == sum(r.links for r in revisits)
+    assert added.sum() == sum(len(r.tracks) for r in revisits)
     frame, track = np.nonzero(added)
     world_x = tracks.tracks[tracks.visible.argmax(0)[track], track, 0] + offsets[tracks.visible.argmax(0)[track]]
     error = np.abs(linked.tracks[frame, track, 0] - (world_x - offsets[frame]))
@@ -52,13 +55,12 @@ def test_a_returning_pan_is_seen_where_it_returns():
     np.testing.assert_array_equal(linked.tracks[tracks.visible], tracks.tracks[tracks.visible])  # seen: unchanged
     # in pixels twice the frames' (a clip read at half size), the added entries come back in those pixels
     double = TrackSet((tracks.tracks + 0.5) * 2 - 0.5, tracks.visible, image_size=np.array([2 * W, 2 * H]))
-    linked2, _ = link_revisits(frames, double, scale=(0.5, 0.5))
+    linked2 = seen_again(double, find_revisits(frames, double, scale=(0.5, 0.5)))
     np.testing.assert_allclose(linked2.tracks[added], (linked.tracks[added] + 0.5) * 2 - 0.5, atol=1e-3)
 
 
 def test_a_pan_that_never_returns_and_a_short_clip_have_no_revisits():
     frames, tracks = _clip(np.linspace(0, 700, 240))
-    linked, revisits = link_revisits(frames, tracks)
-    assert revisits == [] and linked is tracks
+    assert find_revisits(frames, tracks) == [] and seen_again(tracks, []) is tracks
     short_frames, short = _clip(np.concatenate([np.linspace(0, 300, 50), np.linspace(300, 0, 50)]))
-    assert link_revisits(short_frames, short) == (short, [])
+    assert find_revisits(short_frames, short) == []

@@ -19,7 +19,6 @@ from .evaluation.metrics import evaluate_reconstruction
 from .io.overlay import draw_tracks, save_contact_sheet, save_video
 from .pipeline import ReconstructOptions, run_pipeline
 from .tracking.lk import TRACKERS, TrackerConfig, track_clip
-from .tracking.revisits import link_revisits
 from .io.video import VideoError, read_video
 from .io.viewer import resolve_reconstruction
 from .contracts import ContractError, Reconstruction, TrackSet, load_any
@@ -104,14 +103,13 @@ def _track(args: argparse.Namespace) -> int:
     config = TrackerConfig(grid=args.grid, query_every=args.query_every)
     ts = track_clip(clip, config, tracker=args.tracker, checkpoint=args.tracker_checkpoint, device=args.device,
                     progress=not args.no_progress)
-    ts, revisits = link_revisits(clip.frames, ts, clip.scale)
     tracked = time.perf_counter()
     ts.save(out)
     fps = f"{clip.fps:.2f} fps" if clip.fps else "fps unknown"
     print(f"wrote {out}: {ts.n_frames} frames (source frames {clip.frame_indices[0]}–{clip.frame_indices[-1]}, "
           f"{fps}; {clip.size[0]}x{clip.size[1]} working, input {clip.source_size[0]}x{clip.source_size[1]}), "
           f"{ts.n_points} tracks, "
-          f"{ts.visible.mean():.1%} visible, {len(revisits)} revisits; "
+          f"{ts.visible.mean():.1%} visible; "
           f"decode {decoded - start:.2f} s, track {tracked - decoded:.2f} s")
     if not args.no_overlay:
         drawn = draw_tracks(clip.frames, clip.to_working_pixels(ts.tracks), ts.visible)

@@ -44,7 +44,7 @@ from .network.inference import PRECISIONS, guess_intrinsics, native_bf16, run_ne
 from .network.onnx_backend import load_backend
 from .network.stitch import reconstruct_long, window_spans
 from .tracking.lk import TrackerConfig, track_clip
-from .tracking.revisits import Revisit, link_revisits
+from .tracking.revisits import Revisit, find_revisits, seen_again
 
 __all__ = ["ReconstructOptions", "ReconstructResult", "run_pipeline", "reconstruct", "intrinsics_from_options",
            "resolve_backend", "resolve_precision", "moving_network"]
@@ -197,10 +197,9 @@ def memory_plan(source: str | Path, opts: ReconstructOptions) -> MemoryPlan | No
 def read_tracks(source: str | Path | TrackSet, opts: ReconstructOptions, timings: dict,
                 progress: Callable[[float, str], None]
                 ) -> tuple[TrackSet, Clip | None, MemoryPlan | None, list[Revisit]]:
-    """Decode, track and revisit stages: the input's tracks (a TrackSet or track file as given; a video's with the
-    tracks of returning views seen where they return, :func:`~tracks4d.tracking.revisits.link_revisits`), its clip
-    (or None), the memory plan its frames were read under (None: no ``max_memory_gb``, or not a video) and the
-    revisits found. The clip comes back
+    """Decode, track and revisit stages: the input's tracks (a TrackSet or track file as given), its clip (or None),
+    the memory plan its frames were read under (None: no ``max_memory_gb``, or not a video) and the video's revisits
+    (:func:`~tracks4d.tracking.revisits.find_revisits`: views seen again, for the camera solve). The clip comes back
     :meth:`~tracks4d.io.video.Clip.released`: no later stage reads the frames, and at 600 frames they are a quarter of
     the reconstruction's peak memory (``clip.decoded()`` reads them again for pictures)."""
     if isinstance(source, TrackSet):
@@ -217,7 +216,7 @@ def read_tracks(source: str | Path | TrackSet, opts: ReconstructOptions, timings
         tracks = track_clip(clip, TrackerConfig(grid=opts.grid, query_every=opts.query_every), tracker=opts.tracker,
                             checkpoint=opts.tracker_checkpoint, device=opts.device, progress=opts.progress)
     with _timed(timings, "revisits"):
-        tracks, revisits = link_revisits(clip.frames, tracks, clip.scale)
+        revisits = find_revisits(clip.frames, tracks, clip.scale)
     progress(0.3, "tracked")
     return tracks, clip.released(), plan, revisits
 
@@ -410,9 +409,11 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
         proposal, finetune_reports = propose(model, tracks, opts, precision, timings, progress)
     k = tracks.intrinsics_per_frame()
     with _timed(timings, "cameras"):
-        solution = solve_cameras(tracks.tracks, tracks.visible, Cameras(proposal.world_to_camera, k),
+        looped = seen_again(tracks, revisits)
+        solution = solve_cameras(looped.tracks, looped.visible, Cameras(proposal.world_to_camera, k),
                                  proposal.motion_level, adjust=opts.bundle_adjust, refine_focal=not known,
                                  camera_init=opts.camera_init, static_gamma=opts.ba_gamma)
+        del looped                                      # the revisits serve the camera solve only
     progress(0.9, "cameras")
     with _timed(timings, "motion"):
         fitted, errors = static_fit(tracks.tracks, tracks.visible, solution.cameras, solution.rotation_only)

@@ -6,9 +6,11 @@ both ends of the drift.
 A frame and an earlier one at least ``REVISIT_GAP`` frames before it whose grey thumbnails correlate best (and at
 least ``MIN_LIKENESS``), sharing no tracks, are a candidate revisit (every ``REVISIT_STEP``-th frame is tried). The
 later frame's tracks are followed into the earlier frame by pyramidal Lucas–Kanade, checked forwards and backwards,
-and those a fundamental matrix between the two frames explains (RANSAC) — at least ``MIN_LINKS`` — become visible
-in the earlier frame too: one more observation each, the one that ties the two ends of the drift together. Clips
-of ``REVISIT_GAP`` frames or fewer are returned as they are.
+and those a fundamental matrix between the two frames explains (RANSAC) — at least ``MIN_LINKS`` — are seen in the
+earlier frame too: one more observation each, the one that ties the two ends of the drift together. The camera
+solve adjusts them (:func:`seen_again`); the later stages keep the tracker's own observations (a track seen twice,
+turns apart, would widen every comparison that follows a track's span). Clips of ``REVISIT_GAP`` frames or fewer
+have none.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 from ..contracts import TrackSet, hold_nearest
 
-__all__ = ["Revisit", "link_revisits", "revisit_pairs", "thumbnails"]
+__all__ = ["Revisit", "find_revisits", "seen_again", "revisit_pairs", "thumbnails"]
 
 REVISIT_GAP = 100      # frames between a revisit and the view it returns to (shorter: the tracks still link them)
 REVISIT_STEP = 5       # every this many frames are tried as the later view
@@ -34,14 +36,19 @@ LK_WINDOW, LK_LEVELS = 21, 4
 
 @dataclass(frozen=True)
 class Revisit:
-    """frames (earlier, later) · links: tracks of the later frame seen in the earlier one too."""
+    """A view seen again: frames (earlier, later) · tracks (L,) int: tracks of the later frame seen in the earlier
+    one too · points (L, 2) float32: where, in the tracks' pixels · confidence (L,) float32: the forward–backward
+    term of :func:`~tracks4d.tracking.lk.entry_confidence`."""
 
     earlier: int
     later: int
-    links: int
+    tracks: np.ndarray
+    points: np.ndarray
+    confidence: np.ndarray
 
     def to_meta(self) -> list[int]:
-        return [self.earlier, self.later, self.links]
+        """[earlier frame, later frame, tracks linked]."""
+        return [self.earlier, self.later, len(self.tracks)]
 
 
 def thumbnails(frames: np.ndarray) -> np.ndarray:
@@ -89,32 +96,36 @@ def _followed_back(grey_s: np.ndarray, grey_t: np.ndarray, tracks: np.ndarray, v
     return at_t[keep], there[keep], fb[keep]
 
 
-def link_revisits(frames: np.ndarray, tracks: TrackSet, scale: tuple[float, float] = (1.0, 1.0)
-                  ) -> tuple[TrackSet, list[Revisit]]:
-    """Tracks of returning views seen again in the views they return to (module docstring).
-
-    frames (N, H, W, 3) uint8 RGB · tracks: in pixels that ``scale`` (sx, sy) takes to the frames' (a clip's
-    working size over its source size, :attr:`~tracks4d.io.video.Clip.scale`) → (the TrackSet with each revisit's
-    tracks visible in its earlier frame too — their confidence there the forward–backward term of
-    :func:`~tracks4d.tracking.lk.entry_confidence` — and the revisits found). Entries seen before are unchanged."""
+def find_revisits(frames: np.ndarray, tracks: TrackSet, scale: tuple[float, float] = (1.0, 1.0)) -> list[Revisit]:
+    """The clip's revisits (module docstring): frames (N, H, W, 3) uint8 RGB · tracks: in pixels that ``scale``
+    (sx, sy) takes to the frames' (a clip's working size over its source size, :attr:`~tracks4d.io.video.Clip.scale`).
+    None for clips of ``REVISIT_GAP`` frames or fewer."""
     if tracks.n_frames <= REVISIT_GAP:
-        return tracks, []
+        return []
     pairs = revisit_pairs(thumbnails(frames), tracks.visible)
     s_xy = np.asarray(scale, np.float64)
     in_frames = ((tracks.tracks.astype(np.float64) + 0.5) * s_xy - 0.5).astype(np.float32)
-    values, visible = tracks.tracks.copy(), tracks.visible.copy()
-    confidence = None if tracks.confidence is None else tracks.confidence.copy()
+    visible = tracks.visible.copy()
     revisits = []
     for s, t in pairs:
         grey_s, grey_t = (cv2.cvtColor(frames[f], cv2.COLOR_RGB2GRAY) for f in (s, t))
         linked, points, fb = _followed_back(grey_s, grey_t, in_frames, visible, s, t)
-        if not len(linked):
-            continue
-        in_frames[s, linked], visible[s, linked] = points, True
-        values[s, linked] = (points.astype(np.float64) + 0.5) / s_xy - 0.5
-        if confidence is not None:
-            confidence[s, linked] = 1.0 / (1.0 + (fb / MAX_FB_PX) ** 2)
-        revisits.append(Revisit(s, t, len(linked)))
+        if len(linked):
+            in_frames[s, linked], visible[s, linked] = points, True
+            revisits.append(Revisit(s, t, linked, ((points.astype(np.float64) + 0.5) / s_xy - 0.5).astype(np.float32),
+                                    (1.0 / (1.0 + (fb / MAX_FB_PX) ** 2)).astype(np.float32)))
+    return revisits
+
+
+def seen_again(tracks: TrackSet, revisits: list[Revisit]) -> TrackSet:
+    """``tracks`` with each revisit's tracks visible in its earlier frame too (entries seen before unchanged): what
+    the camera solve adjusts, the observations that close the loop. ``tracks`` itself when there are none."""
     if not revisits:
-        return tracks, []
-    return replace(tracks, tracks=hold_nearest(values, visible), visible=visible, confidence=confidence), revisits
+        return tracks
+    values, visible = tracks.tracks.copy(), tracks.visible.copy()
+    confidence = None if tracks.confidence is None else tracks.confidence.copy()
+    for revisit in revisits:
+        values[revisit.earlier, revisit.tracks], visible[revisit.earlier, revisit.tracks] = revisit.points, True
+        if confidence is not None:
+            confidence[revisit.earlier, revisit.tracks] = revisit.confidence
+    return replace(tracks, tracks=hold_nearest(values, visible), visible=visible, confidence=confidence)
