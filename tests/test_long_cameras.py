@@ -68,7 +68,8 @@ def test_the_work_of_track_groups_grows_with_the_observations_not_frames_times_t
 
 
 def test_piece_spans_overlap_and_cover_the_clip():
-    assert piece_spans(300) == [(0, 100), (75, 175), (150, 250), (200, 300)]
+    assert piece_spans(300) == [(0, 50), (37, 87), (74, 124), (111, 161), (148, 198), (185, 235), (222, 272),
+                                (250, 300)]
     for n in (200, 201, 333, 1800):
         spans = piece_spans(n)
         assert spans[0][0] == 0 and spans[-1][1] == n
@@ -100,7 +101,7 @@ def test_pieces_are_for_long_clips_whose_tracks_live_short():
 
 
 def test_a_long_clip_is_solved_in_pieces_joined_at_one_scale():
-    """240 frames: three pieces, each solved alone, joined and adjusted once — the path within 0.5 %, and every
+    """240 frames: seven pieces, each solved alone, joined and adjusted once — the path within 0.5 %, and every
     50-frame stretch at the same scale as the whole (a break would show as a stretch at its own scale). (This clip's
     tracks live long — :func:`in_pieces` would solve it in one growth; the pieces are asked for directly.)"""
     scene = generate_scene(3_000_006, dataclasses.replace(SceneConfig(), n_frames=240, camera="orbit",
@@ -110,8 +111,8 @@ def test_a_long_clip_is_solved_in_pieces_joined_at_one_scale():
     model = select_motion_model(t.tracks, t.visible, network.intrinsics)
     solution = _solve_in_pieces(t.tracks, t.visible, network, None, model, adjust=True, refine_focal=False,
                                 camera_init="auto", static_gamma=None)
-    assert solution.source == "pieces" and [p["frames"] for p in solution.pieces] == [[0, 100], [75, 175],
-                                                                                       [140, 240]]
+    assert solution.source == "pieces" and [p["frames"] for p in solution.pieces] == [
+        [0, 50], [37, 87], [74, 124], [111, 161], [148, 198], [185, 235], [190, 240]]
     assert all(p["scale_pairs"] >= 20 for p in solution.pieces[1:])
     assert solution.ba.n_frames == 240 and not solution.ba.skipped
     truth = scene.camera_to_world

@@ -42,7 +42,7 @@ from ..contracts import Cameras
 from .bundle_adjust import MIN_FRAME_OBSERVATIONS, BAReport, bundle_adjust
 from .motion import motion_levels, static_fit, track_residuals
 from .motion_model import MIN_SHARED, MotionModel, Segment, fit_rotation, rotation_focal, select_motion_model
-from .pieces import PIECE_FRAMES, joining_similarity, piece_spans
+from .pieces import joining_similarity, piece_spans
 from .track_sfm import cameras_from_tracks, enclosed
 from .transforms import Sim3, transform_points
 from .triangulation import reprojection_errors, triangulate
@@ -64,10 +64,10 @@ MAX_SHARED_FIT = 0.5        # … when the two explain different tracks (share o
 SURROUND_FRAMES = 12        # frames the surround test looks at
 MIN_WORLD_COVERAGE = 0.8    # … and a surrounding seed must have posed this share of the frames itself
 FOCAL_TIE = 0.05            # seeds within this share of the best count: one whose adjustment refined the focal wins
-LONG_CLIP_FRAMES = 2 * PIECE_FRAMES  # a clip this long has its cameras solved in pieces (:func:`_solve_in_pieces`) …
-PIECE_TRACK_LIFE = 0.75 * PIECE_FRAMES  # … when its tracks live fewer frames than this (observations per track): the
+LONG_CLIP_FRAMES = 200      # a clip this long has its cameras solved in pieces (:func:`_solve_in_pieces`) …
+PIECE_TRACK_LIFE = 75       # … when its tracks live fewer frames than this (observations per track): the
 #   chain of tracks across it is long. A slow take's tracks live long (600 frames: 106 on average; long takes at the
-#   50-frame clip's speed: 37–48) — one growth chains it well, and its 100-frame pieces see too little parallax
+#   50-frame clip's speed: 37–48) — one growth chains it well, and its pieces see too little parallax
 #   (slow orbit 600 in pieces: ATE 0.28 → 0.37 %, depth AbsRel 0.22 → 0.28)
 JOIN_TRACKS_PER_FRAME = 200  # the joined pieces' one adjustment over the clip
 PIECE_ITERATIONS = 10       # a piece's finishing adjustment and the joined clip's stop after this many iterations: the
