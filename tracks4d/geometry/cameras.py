@@ -275,16 +275,18 @@ def solve_cameras(tracks: np.ndarray, visible: np.ndarray, network: Cameras, net
     tracks_c, visible_c = tracks[:, core], visible[:, core]
     gamma_c = None if network_gamma is None else network_gamma[core]
     model = select_motion_model(tracks_c, visible_c, k)
+    pieces = model.kind != "rotation" and in_pieces(visible)
+    if pieces:             # the clip's rotation-only cameras are needed only when every piece only rotates
+        solution = _solve_in_pieces(tracks, visible, network, network_gamma, model, adjust=adjust,
+                                    refine_focal=refine_focal, camera_init=camera_init, static_gamma=static_gamma)
+        if solution is not None:
+            return solution
     rotation = Cameras(rotation_cameras(tracks_c, visible_c, k, network.world_to_camera[0]), k)
     if refine_focal:
         rotation = _with_measured_focal(tracks_c, visible_c, rotation, network.world_to_camera[0])
     if model.kind == "rotation":
         return CameraSolution(rotation, model, "rotation", {})
-    if in_pieces(visible):
-        solution = _solve_in_pieces(tracks, visible, network, network_gamma, model, adjust=adjust,
-                                    refine_focal=refine_focal, camera_init=camera_init, static_gamma=static_gamma)
-        if solution is not None:
-            return solution
+    if pieces:
         return _rotation_solution(rotation, model, {})
     seeds = {"network": network}
     coverage: dict[str, float] = {}            # share of frames a track seed posed itself
