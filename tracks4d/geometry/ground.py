@@ -111,8 +111,9 @@ def group_objects(tracks: np.ndarray, visible: np.ndarray, moving: np.ndarray, d
     for i in range(index.size):
         later = i + np.flatnonzero((first[i:] <= last[i]) & (last[i:] >= first[i]))    # seen while i is
         frames = spread_frames(int(first[i]), int(last[i]) + 1)
-        shared = seen[frames][:, [i]] & seen[frames][:, later]
-        distance = np.where(shared, np.linalg.norm(xy[frames][:, [i]] - xy[frames][:, later], axis=-1), np.nan)
+        at = np.ix_(frames, later)                    # (only these entries: not every moving track's frames)
+        shared = seen[frames, i][:, None] & seen[at]
+        distance = np.where(shared, np.linalg.norm(xy[frames, i][:, None] - xy[at], axis=-1), np.nan)
         median = nan_median(distance)
         span = (last[i] + 1 - first[i]) / len(frames)
         median[shared.sum(0) * span < MIN_SHARED] = np.inf
