@@ -4,9 +4,9 @@ another by the similarity their shared frames tell.
 One solve grown over hundreds of frames from one initial pair can break where the chain of shared tracks runs thin:
 a 300-frame orbit came out as two consistent halves 2.3× apart in scale (ATE 6.9 % of the path), and the bundle
 adjustment cannot repair it — the tracks that span the break reproject beyond its gate. Its 100-frame pieces each
-solved to 0.1–0.25 %; pieces are now 50 frames, the network's windows. A piece is joined by the rotation its overlap frames' orientations agree on, the scale of its
-static points' depths against the clip's in those frames, and the translation that then puts its overlap cameras on
-the clip's.
+solved to 0.1–0.25 %; pieces are now 50 frames, the network's windows. A piece is joined by the rotation its overlap
+frames' orientations agree on, the scale of its static points' depths against the clip's in those frames, and the
+translation that then puts its overlap cameras on the clip's.
 """
 
 from __future__ import annotations

@@ -59,8 +59,9 @@ class Clip:
     """Decoded frames at working resolution, upright.
 
     frames: (N, H, W, 3) uint8 RGB, or None once :meth:`released` (a long clip's frames are the largest thing a
-    reconstruction holds; :meth:`decoded` reads them again) · frame_indices: (N,) source frame numbers used · fps: of the clip after stride
-    (None when unknown; for a variable rate the header's average) · source_size: upright (W, H) of the input ·
+    reconstruction holds; :meth:`decoded` reads them again) · frame_indices: (N,) source frame numbers used · fps:
+    of the clip after stride (None when unknown; for a variable rate the header's average) · source_size: upright
+    (W, H) of the input ·
     size: (W, H) of ``frames`` · timestamps: (N,) float64 presentation time in seconds of each frame as the file
     stores it (None for frame folders) · rotation_deg, mirrored: how the decoded frames were turned upright (see
     :func:`upright`; 0 and False for frame folders) · recipe: how it was read (None when not by

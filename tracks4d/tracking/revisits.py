@@ -1,7 +1,7 @@
 """Revisits: a camera that comes back to where it was sees the same surfaces again, but the tracks it followed there
-ended long ago (a tracker follows points frame to frame, and the returning views get new tracks). Linking each new
-track to the old one on the same surface point gives the bundle adjustment what closes the loop: one point seen at
-both ends of the drift.
+ended long ago (a tracker follows points frame to frame, and the returning views get new tracks). Seeing the new
+tracks in the old view too gives the bundle adjustment what closes the loop: one point seen at both ends of the
+drift.
 
 A frame and an earlier one at least ``REVISIT_GAP`` frames before it whose grey thumbnails correlate best (and at
 least ``MIN_LIKENESS``), sharing no tracks, are a candidate revisit (every ``REVISIT_STEP``-th frame is tried). The
@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from ..contracts import TrackSet, hold_nearest
+from .lk import TrackerConfig
 
 __all__ = ["Revisit", "find_revisits", "seen_again", "revisit_pairs", "thumbnails"]
 
@@ -28,7 +29,7 @@ REVISIT_GAP = 100      # frames between a revisit and the view it returns to (sh
 REVISIT_STEP = 5       # every this many frames are tried as the later view
 MIN_LIKENESS = 0.6     # thumbnail correlation of a candidate revisit
 THUMBNAIL = (40, 30)   # (W, H) of the thumbnails compared
-MAX_FB_PX = 1.0        # forward–backward error of a followed point
+MAX_FB_PX = TrackerConfig.fb_threshold  # forward–backward error of a followed point: the tracker's
 MIN_LINKS = 20         # links a revisit needs (after the fundamental-matrix test)
 RANSAC_PX = 1.5
 LK_WINDOW, LK_LEVELS = 21, 4
@@ -99,7 +100,7 @@ def _followed_back(grey_s: np.ndarray, grey_t: np.ndarray, tracks: np.ndarray, v
 def find_revisits(frames: np.ndarray, tracks: TrackSet, scale: tuple[float, float] = (1.0, 1.0)) -> list[Revisit]:
     """The clip's revisits (module docstring): frames (N, H, W, 3) uint8 RGB · tracks: in pixels that ``scale``
     (sx, sy) takes to the frames' (a clip's working size over its source size, :attr:`~tracks4d.io.video.Clip.scale`).
-    None for clips of ``REVISIT_GAP`` frames or fewer."""
+    Empty for clips of ``REVISIT_GAP`` frames or fewer."""
     if tracks.n_frames <= REVISIT_GAP:
         return []
     pairs = revisit_pairs(thumbnails(frames), tracks.visible)
