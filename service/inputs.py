@@ -13,9 +13,10 @@ import numpy as np
 from tracks4d.contracts import TrackSet
 from tracks4d.io.video import VideoError, probe_video, read_video
 
+from .schemas import MAX_IMAGE_SIDE
 from .settings import Settings
 
-__all__ = ["InputProblem", "sniff", "check_tracks", "check_track_file", "check_video", "tracks_from_json"]
+__all__ = ["InputProblem", "sniff", "check_tracks", "check_track_file", "check_video", "tracks_from_arrays"]
 
 
 class InputProblem(ValueError):
@@ -56,9 +57,18 @@ def _check_finite(xy: np.ndarray, visible: np.ndarray) -> None:
 
 
 def check_tracks(tracks: TrackSet, settings: Settings) -> TrackSet:
-    """Frame and track counts within the limits, every visible position finite."""
+    """Frame and track counts within the limits, every visible position finite, an image size and intrinsics that a
+    camera could have."""
     _check_counts(tracks.n_frames, tracks.n_points, settings)
     _check_finite(tracks.tracks, tracks.visible)
+    if tracks.image_size is not None:
+        size = np.asarray(tracks.image_size, dtype=np.float64)
+        if size.shape != (2,) or not ((size >= 1) & (size <= MAX_IMAGE_SIDE)).all():
+            raise InputProblem(422, f"image_size must be [W, H] between 1 and {MAX_IMAGE_SIDE} pixels")
+    if tracks.intrinsics is not None:
+        k = np.asarray(tracks.intrinsics, dtype=np.float64)
+        if not np.isfinite(k).all() or not (np.abs(k) < 1e7).all():
+            raise InputProblem(422, "intrinsics must be finite pixel values (|K| < 1e7)")
     return tracks
 
 
@@ -143,34 +153,17 @@ def check_track_file(path: Path, settings: Settings) -> TrackSet:
     return check_tracks(tracks, settings)
 
 
-def _array(value, name: str, shape: str, dtype) -> np.ndarray:
+def tracks_from_arrays(xy: np.ndarray, visible: np.ndarray, intrinsics, image_size, settings: Settings) -> TrackSet:
+    """A checked :class:`TrackSet` from a JSON request's arrays (tracks N×P×2, visible N×P) and its optional
+    intrinsics (3×3) and image_size ([W, H]), already validated as lists."""
+    k = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float64)
+    size = None if image_size is None else np.asarray(image_size, dtype=np.int64)
+    _check_finite(xy, visible)                          # before the unseen entries are zeroed
     try:
-        return np.asarray(value, dtype=dtype)
-    except (ValueError, TypeError):
-        raise InputProblem(422, f"{name} must be a regular {shape} array (rows of different lengths?)") from None
-
-
-def tracks_from_json(tracks, visible, intrinsics, image_size, settings: Settings) -> TrackSet:
-    """A checked :class:`TrackSet` from JSON lists: tracks N×P×2, visible N×P, optional intrinsics 3×3 and
-    image_size [W, H]."""
-    xy = _array(tracks, "tracks", "N×P×2", np.float64)
-    vis = _array(visible, "visible", "N×P", bool)
-    if xy.ndim != 3 or xy.shape[-1] != 2:
-        raise InputProblem(422, f"tracks must be N×P×2, got shape {list(xy.shape)}")
-    if vis.shape != xy.shape[:2]:
-        raise InputProblem(422, f"visible must be N×P = {list(xy.shape[:2])}, got shape {list(vis.shape)}")
-    k = None if intrinsics is None else _array(intrinsics, "intrinsics", "3×3", np.float64)
-    if k is not None and (k.shape != (3, 3) or not np.isfinite(k).all()):
-        raise InputProblem(422, f"intrinsics must be a finite 3×3 matrix, got shape {list(k.shape)}")
-    size = None if image_size is None else _array(image_size, "image_size", "[W, H]", np.int64)
-    if size is not None and (size.shape != (2,) or (size <= 0).any()):
-        raise InputProblem(422, "image_size must be [W, H] with positive entries")
-    _check_counts(xy.shape[0], xy.shape[1], settings)
-    _check_finite(xy, vis)
-    try:
-        return TrackSet(np.nan_to_num(xy).astype(np.float32), vis, k, size, source="request")
+        tracks = TrackSet(np.nan_to_num(xy).astype(np.float32), visible, k, size, source="request")
     except ValueError as exc:
         raise InputProblem(422, str(exc)) from None
+    return check_tracks(tracks, settings)
 
 
 def check_video(path: Path, settings: Settings, max_frames: int | None, stride: int) -> int:

@@ -57,12 +57,14 @@ RefineFile = Literal["metrics.json", "render_input_cameras.mp4", "novel_fixed_ca
 @dataclass
 class Job:
     """state: queued | running | done | failed · progress in [0, 1] · error: what went wrong (failed) · error_kind:
-    input | timeout | internal | interrupted · kind: tracks | video · input_name: the input's file in the job folder."""
+    input | timeout | internal | interrupted · kind: tracks | video · input_name: the input's file in the job folder ·
+    owner: who sent it (a digest of their API key; None on an open server)."""
 
     id: str
     kind: str
     input_name: str
     options: dict
+    owner: str | None = None
     state: str = "queued"
     progress: float = 0.0
     error: str | None = None
@@ -103,9 +105,9 @@ class JobStore:
         folder.mkdir()
         return job_id, folder
 
-    def create(self, job_id: str, kind: str, input_name: str, options: dict) -> Job:
+    def create(self, job_id: str, kind: str, input_name: str, options: dict, owner: str | None = None) -> Job:
         """A queued job, written to disk (OSError when it cannot be: then there is no job)."""
-        job = Job(job_id, kind, input_name, options)
+        job = Job(job_id, kind, input_name, options, owner)
         with self._lock:
             self._write(job)
             self._jobs[job_id] = job
@@ -116,6 +118,11 @@ class JobStore:
             return None
         with self._lock:
             return self._jobs.get(job_id)
+
+    def owned_by(self, owner: str | None) -> list[Job]:
+        """The jobs ``owner`` sent, oldest first."""
+        with self._lock:
+            return sorted((j for j in self._jobs.values() if j.owner == owner), key=lambda j: (j.created, j.id))
 
     def update(self, job: Job, **changes) -> None:
         """Change a job's state on disk, then in memory; OSError (nothing changed) when the disk refuses."""
@@ -194,24 +201,16 @@ class JobStore:
     def usage_bytes(self) -> int:
         return _size(self.root)
 
-    def cleanup(self, cap_bytes: int, ttl_s: float, now: float | None = None) -> list[str]:
-        """Remove finished jobs older than ``ttl_s``, then more finished ones, oldest first, while the folder holds
-        more than ``cap_bytes``; the removed ids."""
+    def cleanup(self, ttl_s: float, now: float | None = None) -> list[str]:
+        """Remove the finished jobs that finished more than ``ttl_s`` ago, oldest first — the retention; nothing
+        else is ever removed to make room; the removed ids."""
         now = time.time() if now is None else now
         with self._lock:
-            finished = sorted((j for j in self._jobs.values() if j.state in FINISHED), key=lambda j: j.finished or 0)
-        removed = [j.id for j in finished if (j.finished or 0) < now - ttl_s]
-        for job_id in removed:
-            self.delete(job_id)
-        rest = [j for j in finished if j.id not in removed]
-        usage = self.usage_bytes()
-        while rest and usage > cap_bytes:
-            job = rest.pop(0)
-            size = _size(self.root / job.id)
+            expired = sorted((j for j in self._jobs.values() if j.state in FINISHED and (j.finished or 0) < now - ttl_s),
+                             key=lambda j: j.finished or 0)
+        for job in expired:
             self.delete(job.id)
-            removed.append(job.id)
-            usage -= size
-        return removed
+        return [job.id for job in expired]
 
     def _write(self, job: Job, changes: dict | None = None) -> None:
         """job.json through a temporary file (removed when the write fails), with ``changes`` applied; on a full

@@ -6,7 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ReconstructParams", "TrackRequest", "JobStatus", "JobAccepted", "ReconstructionSummary", "Problem"]
+__all__ = ["ReconstructParams", "TrackFields", "TrackRequest", "JobStatus", "JobAccepted", "JobList",
+           "ReconstructionSummary", "Problem", "MAX_IMAGE_SIDE"]
+
+MAX_IMAGE_SIDE = 32_768   # pixels: larger image sizes are refused (no camera makes them; OpenCV's limits are near)
 
 
 class ReconstructParams(BaseModel):
@@ -58,18 +61,24 @@ class ReconstructParams(BaseModel):
 
 
 XY = Annotated[list[float], Field(min_length=2, max_length=2)]
-ROW3 = Annotated[list[float], Field(min_length=3, max_length=3)]
 
 
-class TrackRequest(ReconstructParams):
+class TrackFields(ReconstructParams):
+    """The members of a JSON track request besides its two arrays (read as the body streams in, frame by frame)."""
+
+    intrinsics: Annotated[list[Annotated[list[Annotated[float, Field(allow_inf_nan=False)]],
+                                         Field(min_length=3, max_length=3)]],
+                          Field(min_length=3, max_length=3)] | None = Field(None, description="3×3 pixel K")
+    image_size: Annotated[list[Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE)]], Field(min_length=2, max_length=2)] \
+        | None = Field(None, description="[W, H]")
+
+
+class TrackRequest(TrackFields):
     """2D tracks as JSON: tracks N×P×2 pixels (any finite value where not visible), visible N×P (N ≥ 2 frames,
     P ≥ 1 tracks, the same P in every frame)."""
 
     tracks: Annotated[list[Annotated[list[XY], Field(min_length=1)]], Field(min_length=2)]
     visible: Annotated[list[Annotated[list[bool], Field(min_length=1)]], Field(min_length=2)]
-    intrinsics: Annotated[list[ROW3], Field(min_length=3, max_length=3)] | None = Field(None, description="3×3 pixel K")
-    image_size: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=2, max_length=2)] | None = Field(
-        None, description="[W, H]")
 
 
 class JobStatus(BaseModel):
@@ -77,6 +86,14 @@ class JobStatus(BaseModel):
     state: Literal["queued", "running", "done", "failed"]
     progress: float
     error: str | None = None
+
+
+class JobList(BaseModel):
+    """The caller's jobs, oldest first: ``limit`` of them from ``offset``; ``next_offset`` None on the last page."""
+
+    jobs: list[JobStatus]
+    total: int
+    next_offset: int | None
 
 
 class JobAccepted(JobStatus):

@@ -11,17 +11,17 @@ import json
 import math
 import multiprocessing as mp
 import os
-import queue
 import threading
 import time
 import traceback
+from collections import deque
 from pathlib import Path
 from typing import Callable
 
 from .jobs import REFINE_DIR, RESULT, SUMMARY, Job, JobStore, storage_problem, write_atomic
 from .settings import Settings
 
-__all__ = ["Runner", "summarize"]
+__all__ = ["Runner", "JobQueue", "summarize"]
 
 READY_TIMEOUT_S = 600.0
 CLEANUP_EVERY_S = 60.0
@@ -58,8 +58,9 @@ def summarize(rec, job_id: str, inline_points_max: int) -> dict:
     })
 
 
-def refine_job(rec, clip, minutes: float, folder: Path, device: str, progress) -> dict:
-    """The Gaussian refinement of a job's video into ``folder``/refine/ on ``device``; → what its summary says."""
+def refine_job(rec, clip, minutes: float, folder: Path, device: str, progress, writing=lambda: None) -> dict:
+    """The Gaussian refinement of a job's video into ``folder``/refine/ on ``device``; → what its summary says.
+    ``writing()`` is called when the fit ends and its outputs (videos, pictures) start to be written."""
     from tracks4d.gaussians import RefineConfig, refine_gaussians, write_refine_outputs
 
     if clip is None:
@@ -67,12 +68,57 @@ def refine_job(rec, clip, minutes: float, folder: Path, device: str, progress) -
     config = RefineConfig(minutes=minutes, device=device)
     result = refine_gaussians(rec, clip.decoded().frames, config, progress=False,
                               on_step=lambda step, seconds: progress(min(seconds / (60 * minutes), 1.0)))
+    writing()
     paths = write_refine_outputs(folder / REFINE_DIR, result.scene, result.data, result.metrics, clip.fps or 10.0)
     m = result.metrics
     return {"held_out_psnr": m["held_out"]["psnr"], "held_out_ssim": m["held_out"]["ssim"],
             "held_out_frames": m["held_out"]["frames"], "train_psnr": m["train"]["psnr"],
             "gaussians": m["gaussians"], "steps": m["steps"], "seconds": m["seconds"]["total"],
             "files": {p.name: f"/jobs/{folder.name}/{REFINE_DIR}/{p.name}" for p in paths.values()}}
+
+
+class JobQueue:
+    """The ids of the jobs waiting, first in first out, at most ``size``; a job leaves it when its turn comes or when
+    it is cancelled (:meth:`remove`), so its slot comes back at once and ``len`` is the jobs actually waiting."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._ids: deque[str] = deque()
+        self._ready = threading.Condition()
+
+    def put(self, job_id: str) -> bool:
+        """Queue a job; False when full."""
+        with self._ready:
+            if len(self._ids) >= self.size:
+                return False
+            self._ids.append(job_id)
+            self._ready.notify()
+            return True
+
+    def get(self, timeout: float) -> str | None:
+        """The next job's id, or None after ``timeout`` s with none."""
+        with self._ready:
+            if not self._ids:
+                self._ready.wait(timeout)
+            return self._ids.popleft() if self._ids else None
+
+    def remove(self, job_id: str) -> bool:
+        """Take a waiting job out; whether it was waiting."""
+        with self._ready:
+            try:
+                self._ids.remove(job_id)
+            except ValueError:
+                return False
+            return True
+
+    def __len__(self) -> int:
+        with self._ready:
+            return len(self._ids)
+
+
+def _public(message: str, folder: str) -> str:
+    """An error message without the server's paths: the job folder's files by their own names."""
+    return message.replace(folder + os.sep, "").replace(folder, "the job folder")
 
 
 def _exit_with_parent(poll_s: float = 1.0) -> None:
@@ -131,7 +177,8 @@ def _worker_main(conn, settings_json: str) -> None:
             refined = None
             if refine_minutes is not None:
                 refined = refine_job(rec, result.clip, float(refine_minutes), Path(folder), device,
-                                     lambda fraction: conn.send(("progress", job_id, share + (1 - share) * fraction)))
+                                     lambda fraction: conn.send(("progress", job_id, share + (1 - share) * fraction)),
+                                     lambda: conn.send(("writing", job_id, None)))
             try:
                 rec.save(Path(folder) / RESULT)
                 summary = summarize(rec, job_id, settings.inline_points_max_entries)
@@ -144,10 +191,11 @@ def _worker_main(conn, settings_json: str) -> None:
                 continue
             conn.send(("done", job_id, None))
         except ValueError as exc:  # bad input found while reconstructing (ContractError, VideoError, ...)
-            conn.send(("failed", job_id, ("input", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)))
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            conn.send(("failed", job_id, ("input", _public(message, folder))))
         except Exception as exc:  # noqa: BLE001 - any other failure fails this job, not the server
-            traceback.print_exc()
-            conn.send(("failed", job_id, ("internal", f"internal error: {type(exc).__name__}: {exc}")))
+            traceback.print_exc()        # the whole story in the server's log; the client gets the kind of failure
+            conn.send(("failed", job_id, ("internal", f"internal error: {type(exc).__name__}")))
 
 
 class Runner:
@@ -155,7 +203,7 @@ class Runner:
 
     def __init__(self, settings: Settings, store: JobStore, on_finish: Callable[[Job, float], None] | None = None):
         self.settings, self.store = settings, store
-        self.queue: queue.Queue[str] = queue.Queue(maxsize=settings.queue_size)
+        self.queue = JobQueue(settings.queue_size)
         self.ready = threading.Event()
         self.model_info: dict = {}
         self.broken: str | None = None
@@ -181,15 +229,12 @@ class Runner:
 
     def submit(self, job: Job) -> bool:
         """Queue a job; False when the queue is full."""
-        try:
-            self.queue.put_nowait(job.id)
-        except queue.Full:
-            return False
-        return True
+        return self.queue.put(job.id)
 
     def cancel(self, job_id: str) -> None:
-        """Stop a running job (its worker restarts); a queued one is skipped when its turn comes."""
-        self._cancel.add(job_id)
+        """Stop a running job (its worker restarts); a queued one leaves the queue, its slot free at once."""
+        if not self.queue.remove(job_id):
+            self._cancel.add(job_id)
 
     # -- supervisor ------------------------------------------------------------------------------------------------
 
@@ -246,10 +291,7 @@ class Runner:
         self._cleanup()
 
     def _next(self) -> str | None:
-        try:
-            return self.queue.get(timeout=0.2)
-        except queue.Empty:
-            return None
+        return self.queue.get(timeout=0.2)
 
     def _run(self, job: Job) -> None:
         self._busy = True
@@ -263,7 +305,7 @@ class Runner:
         start = job.started
         folder = self.store.folder(job)
         self._conn.send((job.id, str(self.store.input_path(job)), job.options, str(folder)))
-        # a refinement adds its own budget, and half again for seeding and writing its videos
+        # a refinement adds its own budget and half again for seeding it; writing its outputs has its own allowance
         limit = self.settings.job_timeout_s + 90 * float(job.options.get("refine_minutes") or 0)
         deadline = start + limit
         while True:
@@ -272,6 +314,9 @@ class Runner:
                     kind, _, payload = self._conn.recv()
                 except EOFError:
                     kind, payload = "failed", ("internal", "the worker process died")
+                if kind == "writing":  # a refinement's outputs: their own allowance beyond the budget
+                    deadline = max(deadline, time.time() + self.settings.refine_write_s)
+                    continue
                 if kind == "progress":  # payload: the pipeline's fraction done
                     try:
                         if round(0.1 + 0.85 * payload, 2) != job.progress:  # a write per percent at most
@@ -344,4 +389,4 @@ class Runner:
             process.join(timeout=timeout)
 
     def _cleanup(self) -> None:
-        self.store.cleanup(int(self.settings.disk_cap_mb * 2**20), self.settings.result_ttl_s)
+        self.store.cleanup(self.settings.result_ttl_s)

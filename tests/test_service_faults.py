@@ -221,7 +221,8 @@ def test_counting_sees_exceptions_and_keeps_disconnects_visible():
         return PlainTextResponse("ok")
 
     metrics = Metrics(lambda: 0)
-    app = _Counting(Starlette(routes=[Route("/boom", boom), Route("/gone", disconnected)]), metrics)
+    inner = Starlette(routes=[Route("/boom", boom), Route("/gone", disconnected)])
+    app = _Counting(inner, metrics, lambda: inner.router.routes)
 
     async def run(path: str, messages: list) -> list:
         sent = []
