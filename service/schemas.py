@@ -23,13 +23,13 @@ class ReconstructParams(BaseModel):
 
     bundle_adjust: bool = False
     finetune_steps: int = Field(0, ge=0, le=10_000)
-    fx: float | None = Field(None, gt=0, allow_inf_nan=False)
-    fy: float | None = Field(None, gt=0, allow_inf_nan=False)
-    cx: float | None = Field(None, ge=0, allow_inf_nan=False)
-    cy: float | None = Field(None, ge=0, allow_inf_nan=False)
+    fx: float | None = Field(None, gt=0, lt=1e7, allow_inf_nan=False)
+    fy: float | None = Field(None, gt=0, lt=1e7, allow_inf_nan=False)
+    cx: float | None = Field(None, ge=0, le=MAX_IMAGE_SIDE, allow_inf_nan=False)
+    cy: float | None = Field(None, ge=0, le=MAX_IMAGE_SIDE, allow_inf_nan=False)
     fov_deg: float | None = Field(None, gt=1, lt=179)
     grid: int = Field(15, ge=2, le=64, description="tracker grid (videos)")
-    max_frames: int | None = Field(None, ge=2, description="decode at most this many frames (videos)")
+    max_frames: int | None = Field(None, ge=2, le=1_000_000, description="decode at most this many frames (videos)")
     stride: int = Field(1, ge=1, le=100, description="keep every stride-th frame (videos)")
     backend: Literal["torch", "onnx"] | None = Field(None, description="network backend; None: the server's")
     precision: Literal["auto", "fp32", "bf16"] = Field(

@@ -220,6 +220,11 @@ def test_numbers_that_do_not_fit_get_422(server, tmp_path):
     tracks = dataclasses.replace(small_tracks(1), image_size=np.array([2**62, 2**62]))
     r = server.client.post("/reconstruct", files={"file": ("t.npz", npz_bytes(tracks, tmp_path))})
     assert r.status_code == 422 and "image_size" in r.json()["detail"]
+    upload = {"file": ("t.npz", npz_bytes(small_tracks(1), tmp_path))}
+    for field, value in (("max_frames", 2**70), ("grid", 2**70), ("fx", "1e400"), ("fx", "1e300"), ("cx", 2**64),
+                         ("finetune_steps", 2**64), ("stride", -(2**70))):
+        r = server.client.post("/reconstruct", files=upload, data={field: str(value)})
+        assert r.status_code == 422 and field in r.json()["detail"], (field, r.status_code, r.text)
     assert server.client.get("/healthz").status_code == 200
 
 
