@@ -27,6 +27,7 @@ JSON_BYTES_PER_ENTRY = 96    # a track entry at its longest: "[-1234.56789012345
 JSON_OVERHEAD = 1 << 20      # the other fields, whitespace
 MAX_FIELDS = 40              # multipart fields besides the file
 MAX_FIELD_BYTES = 4096       # each
+MAX_FIELD_EVENTS = 1000      # parse events of a JSON member besides the arrays (intrinsics: 13)
 UPLOAD_PART = "upload.part"  # the file being received, renamed once its type is known
 
 
@@ -78,33 +79,62 @@ def json_body_limit(max_frames: int, max_tracks: int) -> int:
     return max_frames * max_tracks * JSON_BYTES_PER_ENTRY + JSON_OVERHEAD
 
 
-class _Fields:
-    """basic_parse events → the top-level members other than ``tracks`` and ``visible``, as Python values (the two
-    arrays are parsed by their own item parsers, a frame at a time)."""
+class _Outline:
+    """basic_parse events → the body's outline as it streams: frames and tracks counted event by event (InputProblem
+    at the first past a limit, before an item parser builds the rest of that frame), and the top-level members other
+    than ``tracks`` and ``visible`` rebuilt as Python values (each at most ``MAX_FIELD_EVENTS`` events). The two
+    arrays themselves are built by their own item parsers, a frame at a time."""
 
-    def __init__(self):
+    def __init__(self, max_frames: int, max_tracks: int):
+        self.max_frames, self.max_tracks = max_frames, max_tracks
         self.values: dict = {}
         self.depth = 0
         self.key: str | None = None
         self.builder: ijson.ObjectBuilder | None = None
-        self.top_is_map = None
+        self.top_is_map: bool | None = None
+        self.rows = self.entries = self.numbers = self.events = 0
 
     def send(self, event) -> None:
         kind, value = event
-        if self.depth == 0 and self.top_is_map is None:
+        if self.top_is_map is None:
             self.top_is_map = kind == "start_map"
-        if kind in ("start_map", "start_array"):
-            self.depth += 1
-        elif kind in ("end_map", "end_array"):
-            self.depth -= 1
+        opens, closes = kind in ("start_map", "start_array"), kind in ("end_map", "end_array")
+        self.depth += opens - closes
         if self.depth == 1 and kind == "map_key":
             self.key, self.builder = value, None if value in ("tracks", "visible") else ijson.ObjectBuilder()
+            self.rows = self.events = 0
             return
-        if self.builder is not None and (self.depth >= 2 or kind not in ("end_map", "map_key")):
+        if self.key in ("tracks", "visible") and self.depth >= 2:
+            self._count(kind)
+        elif self.builder is not None and (self.depth >= 2 or not (closes and self.depth == 0)):
+            self.events += 1
+            if self.events > MAX_FIELD_EVENTS:
+                raise InputProblem(413, f"the member '{str(self.key)[:40]}' is too large")
             self.builder.event(kind, value)
             if self.depth == 1:                      # the value ended
                 self.values[self.key] = self.builder.value
                 self.builder = None
+
+    def _count(self, kind: str) -> None:
+        """Frames (depth 3) and entries (depth 4 in tracks, scalars at depth 3 in visible) as they open."""
+        name, depth = self.key, self.depth
+        if kind == "start_array" and depth == 3:
+            self.rows += 1
+            self.entries = 0
+            if self.rows > self.max_frames:
+                raise InputProblem(413, f"too many frames: more than {self.max_frames}")
+        elif (name == "tracks" and kind == "start_array" and depth == 4) or \
+                (name == "visible" and depth == 3 and not kind.startswith(("start", "end"))):
+            self.entries += 1
+            self.numbers = 0
+            if self.entries > self.max_tracks:
+                raise InputProblem(413, f"too many tracks: more than {self.max_tracks}")
+        elif name == "tracks" and depth == 4 and kind == "number":
+            self.numbers += 1
+            if self.numbers > 2:
+                raise InputProblem(422, "tracks must be N×P×2: an entry holds more than [x, y]")
+        if depth > (4 if name == "tracks" else 3):
+            raise InputProblem(422, f"{name} must be {'N×P×2' if name == 'tracks' else 'N×P'}: nested too deep")
 
 
 class JsonTracks:
@@ -146,9 +176,9 @@ def _visibility(item, p: int | None, index: int) -> np.ndarray:
 async def read_json_tracks(stream: AsyncIterator[bytes], max_frames: int, max_tracks: int) -> JsonTracks:
     """The JSON body of ``stream`` as :class:`JsonTracks`; InputProblem 413 as soon as it holds more frames or tracks
     than allowed, 422 when it is not JSON or not N×P×2 / N×P."""
-    rows, shown, fields = ijson.sendable_list(), ijson.sendable_list(), _Fields()
-    parsers = [ijson.items_coro(rows, "tracks.item", use_float=True), ijson.items_coro(shown, "visible.item"),
-               ijson.basic_parse_coro(fields, use_float=True)]
+    rows, shown, fields = ijson.sendable_list(), ijson.sendable_list(), _Outline(max_frames, max_tracks)
+    parsers = [ijson.basic_parse_coro(fields, use_float=True),          # first: it refuses before a frame is built
+               ijson.items_coro(rows, "tracks.item", use_float=True), ijson.items_coro(shown, "visible.item")]
     frames: list[np.ndarray] = []
     visible: list[np.ndarray] = []
     try:

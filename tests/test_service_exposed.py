@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from service_server import Server, free_port
-from test_service import LIMITS, json_body, npz_bytes, small_tracks
+from test_service import LIMITS, json_body, npz_bytes, server, small_tracks  # noqa: F401 (server: the fixture)
 from test_service_faults import running_job, slow_body, wait_until
 
 
@@ -43,13 +43,6 @@ def padded_npz(tracks, tmp_path: Path, megabytes: float) -> bytes:
     junk = np.random.default_rng(0).integers(0, 255, int(megabytes * 2**20), dtype=np.uint8)
     np.savez(out, tracks=tracks.tracks, visible=tracks.visible, intrinsics=tracks.intrinsics, padding=junk)
     return out.getvalue()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("exposed") / "data", **LIMITS)
-    yield srv
-    srv.stop()
 
 
 # 1. memory bounded before parsing ------------------------------------------------------------------------------
@@ -311,3 +304,23 @@ def test_every_over_limit_body_is_413_counted_under_its_route(server):
     counted = [line for line in text.splitlines() if line.startswith("tracks4d_http_requests_total")
                and 'route="/reconstruct"' in line and 'status="413"' in line]
     assert counted and sum(float(line.split()[-1]) for line in counted) >= 2
+
+
+def test_one_oversized_frame_or_member_is_refused_as_it_streams(server):
+    """A single frame holding far more tracks than allowed, sent as one 12 MB frame, is refused at the first track
+    past the limit (not after the frame is built); an oversized other member and misshapen nesting get 4xx too."""
+    def frame():
+        yield b'{"visible": [[true]], "tracks": [['
+        for _ in range(200):
+            yield b"[1,2]," * 10_000
+        yield b"[1,2]]]}"
+
+    before = peak_rss_mb(server.process.pid)
+    r = server.client.post("/reconstruct", content=frame(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "too many tracks" in r.json()["detail"], r.text
+    assert peak_rss_mb(server.process.pid) - before < 60
+    for body, status, needle in ((b'{"intrinsics": [' + b"1," * 5000 + b'1]}', 413, "'intrinsics' is too large"),
+                                 (b'{"tracks": [[[[[1]]]]], "visible": [[true]]}', 422, "nested too deep"),
+                                 (b'[1, 2]', 422, "must be a JSON object")):
+        r = server.client.post("/reconstruct", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == status and needle in r.json()["detail"], r.text
