@@ -137,7 +137,7 @@ class _Keys:
             return await self.app(scope, receive, send)
         owner = None
         if self.keys and scope["path"] not in self.public:
-            owner = self._owner(dict(scope["headers"]).get(b"authorization", b""))
+            owner = self._caller(dict(scope["headers"]).get(b"authorization", b""))
             if owner is None:
                 response = JSONResponse({"detail": "missing or invalid API key: send Authorization: Bearer KEY"},
                                         status_code=401, headers={"WWW-Authenticate": "Bearer"})
@@ -145,7 +145,8 @@ class _Keys:
         scope.setdefault("state", {})["owner"] = owner
         return await self.app(scope, receive, send)
 
-    def _owner(self, header: bytes) -> str | None:
+    def _caller(self, header: bytes) -> str | None:
+        """The owner the ``Authorization`` header's key gives, or None when it names no key of ours."""
         scheme, _, given = header.partition(b" ")
         if scheme.lower() != b"bearer":
             return None
@@ -308,7 +309,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        idle_s=settings.body_idle_timeout_s, min_rate=settings.min_upload_kbps * 1024)
     app.add_middleware(_Keys, keys=keys, public=public)
     app.add_middleware(_Counting, metrics=metrics, routes=lambda: app.router.routes)
-    app.state.open = not keys
     uploads = asyncio.Semaphore(settings.max_concurrent_uploads)
     budget = DiskBudget(lambda: app.state.store.usage_bytes(), int(settings.disk_cap_mb * 2**20))
 

@@ -10,6 +10,7 @@ whatever its length; an upload costs one chunk.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -68,10 +69,6 @@ class DiskBudget:
     def release(self, token: int) -> None:
         with self._lock:
             self._flight.pop(token, None)
-
-    def in_flight(self) -> int:
-        with self._lock:
-            return sum(self._flight.values())
 
 
 def json_body_limit(max_frames: int, max_tracks: int) -> int:
@@ -137,11 +134,13 @@ class _Outline:
             raise InputProblem(422, f"{name} must be {'N×P×2' if name == 'tracks' else 'N×P'}: nested too deep")
 
 
+@dataclass
 class JsonTracks:
     """A JSON track request as arrays: tracks (N, P, 2) float32 · visible (N, P) bool · fields: the other members."""
 
-    def __init__(self, tracks: np.ndarray, visible: np.ndarray, fields: dict):
-        self.tracks, self.visible, self.fields = tracks, visible, fields
+    tracks: np.ndarray
+    visible: np.ndarray
+    fields: dict
 
 
 def _array(item) -> np.ndarray | None:
