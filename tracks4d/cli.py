@@ -18,7 +18,7 @@ from .io.export import write_outputs
 from .evaluation.metrics import evaluate_reconstruction
 from .io.overlay import draw_tracks, save_contact_sheet, save_video
 from .pipeline import ReconstructOptions, run_pipeline
-from .tracking.lk import TRACKERS, TrackerConfig, track_clip
+from .tracking import TRACKERS, TrackerConfig, track_clip
 from .io.video import VideoError, read_video
 from .io.viewer import resolve_reconstruction
 from .contracts import ContractError, Reconstruction, TrackSet, load_any

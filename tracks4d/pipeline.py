@@ -43,7 +43,7 @@ from .network.finetune import finetune
 from .network.inference import PRECISIONS, guess_intrinsics, native_bf16, run_network
 from .network.onnx_backend import load_backend
 from .network.stitch import reconstruct_long, window_spans
-from .tracking.lk import TrackerConfig, track_clip
+from .tracking import TrackerConfig, track_clip
 from .tracking.revisits import Revisit, find_revisits, seen_again
 
 __all__ = ["ReconstructOptions", "ReconstructResult", "run_pipeline", "reconstruct", "intrinsics_from_options",

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..contracts import TrackSet, min_visible_frames
-from .lk import TrackerConfig, grid_points, query_frames
+from .config import TrackerConfig, grid_points, query_frames
 
 __all__ = ["CoTrackerUnavailable", "load_cotracker", "track_frames_cotracker", "INSTALL_HINT"]
 

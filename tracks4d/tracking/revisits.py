@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from ..contracts import TrackSet, hold_nearest
-from .lk import TrackerConfig
+from .config import TrackerConfig
 
 __all__ = ["Revisit", "find_revisits", "seen_again", "revisit_pairs", "thumbnails"]
 
