@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..geometry.motion import motion_auc  # noqa: F401 (re-exported: a metric the motion stage also uses)
 from ..geometry.transforms import apply_sim3, invert_rigid, umeyama_sim3
 
 __all__ = [
@@ -157,19 +158,6 @@ def depth_metrics_split(pred_depth: np.ndarray, gt_depth: np.ndarray, visible: n
     pred, gt, ok = _valid_depth(pred_depth, gt_depth, visible)
     dyn = np.broadcast_to(np.asarray(dynamic, dtype=bool), ok.shape)
     return {"all": _depth_scores(pred, gt, ok, ok), "dynamic": _depth_scores(pred, gt, ok, ok & dyn)}
-
-
-def motion_auc(gamma: np.ndarray, dynamic: np.ndarray) -> float:
-    """How well motion levels rank moving tracks above static ones: the area under the ROC curve (Mann–Whitney U,
-    tied values sharing their mean rank). gamma (P,) · dynamic (P,) bool → 1 = every mover above every static track,
-    0.5 = a coin; NaN without both kinds."""
-    dynamic = np.asarray(dynamic, dtype=bool)
-    n1, n0 = int(dynamic.sum()), int((~dynamic).sum())
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    _, inverse, counts = np.unique(np.asarray(gamma), return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]          # 1-based mean rank of each value
-    return float((ranks[dynamic].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def end_point_error(pred_points: np.ndarray, gt_points: np.ndarray, mask: np.ndarray,

@@ -32,13 +32,12 @@ import warnings
 import numpy as np
 
 from ..contracts import Cameras
-from ..evaluation.metrics import motion_auc
 from .transforms import transform_points
 from .track_pairs import nan_median, spans, spread_frames
 from .triangulation import direction_errors, mean_directions, reprojection_errors, triangulate_robust
 
-__all__ = ["MotionLevels", "static_fit", "track_residuals", "motion_levels", "motion_states", "STATIC_SIGMAS",
-           "STATIC", "MOVING", "UNRELIABLE", "MOTION_STATES"]
+__all__ = ["MotionLevels", "static_fit", "track_residuals", "motion_levels", "motion_states", "motion_auc",
+           "STATIC_SIGMAS", "STATIC", "MOVING", "UNRELIABLE", "MOTION_STATES"]
 
 RESIDUAL_QUANTILE = 0.8   # a track's residual: this quantile of its per-frame reprojection errors
 STATIC_SIGMAS = 4.0       # static: residual below this × the clip's noise level
@@ -108,6 +107,18 @@ class MotionLevels:
                          "the static state: residual below still_threshold_px (the larger of static_sigmas × noise_px "
                          "and static_spread × the clip's 25th-percentile residual)"}
 
+
+def motion_auc(gamma: np.ndarray, dynamic: np.ndarray) -> float:
+    """How well motion levels rank moving tracks above static ones: the area under the ROC curve (Mann–Whitney U,
+    tied values sharing their mean rank). gamma (P,) · dynamic (P,) bool → 1 = every mover above every static track,
+    0.5 = a coin; NaN without both kinds."""
+    dynamic = np.asarray(dynamic, dtype=bool)
+    n1, n0 = int(dynamic.sum()), int((~dynamic).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    _, inverse, counts = np.unique(np.asarray(gamma), return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]          # 1-based mean rank of each value
+    return float((ranks[dynamic].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 def static_fit(tracks: np.ndarray, visible: np.ndarray, cameras: Cameras, rotation_only: bool
                ) -> tuple[np.ndarray, np.ndarray]:
