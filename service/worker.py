@@ -137,15 +137,12 @@ def _worker_main(conn, settings_json: str) -> None:
     """Worker process: load the network once, then run the jobs the supervisor sends until it sends None."""
     from tracks4d.network.checkpoint import default_checkpoint, default_moving_checkpoint
     from tracks4d.network.onnx_backend import load_backend
+    from tracks4d.devices import resolve_device
     from tracks4d.pipeline import ReconstructOptions, moving_network, run_pipeline
 
     _exit_with_parent()
     settings = Settings.model_validate_json(settings_json)
-    device = settings.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(settings.device)
     checkpoint = settings.checkpoint or default_checkpoint(device)
     try:
         networks = {settings.backend: load_backend(checkpoint, settings.backend, device)}

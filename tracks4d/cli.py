@@ -8,7 +8,6 @@ from importlib.metadata import entry_points
 import time
 from pathlib import Path
 
-import torch
 
 from . import __version__
 from .network.checkpoint import CheckpointError, default_checkpoint
@@ -22,6 +21,7 @@ from .tracking import TRACKERS, TrackerConfig, track_clip
 from .io.video import VideoError, read_video
 from .io.viewer import resolve_reconstruction
 from .contracts import ContractError, Reconstruction, TrackSet, load_any
+from .devices import resolve_device
 from .network.inference import run_network
 from .network.model import PRESETS, TracksTo4D
 from .network.onnx_backend import BACKENDS, DEFAULT_OPSET, OnnxUnavailable, export_onnx, load_backend
@@ -49,13 +49,6 @@ def _check(args: argparse.Namespace) -> int:
               f"{ts.visible.mean():.1%} visible, intrinsics {'yes' if ts.intrinsics is not None else 'no'}, "
               f"ground truth {'yes' if ts.ground_truth is not None else 'no'}")
     return 0
-
-
-def resolve_device(name: str) -> str:
-    """'auto' → 'cuda' when a GPU is usable, else 'cpu'; anything else as given."""
-    if name != "auto":
-        return name
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _predict(args: argparse.Namespace) -> int:

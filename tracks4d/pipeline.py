@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .contracts import Cameras, Reconstruction, TrackSet
+from .devices import resolve_device
 from .geometry.cameras import CAMERA_INITS, CameraSolution, solve_cameras
 from .geometry.consistency import Consistency, static_consistency
 from .geometry.ground import GroundContact, ground_contact
@@ -154,7 +155,7 @@ def resolve_backend(opts: ReconstructOptions) -> str:
     if opts.checkpoint is not None and Path(opts.checkpoint).suffix == ".onnx":
         return "onnx"
     onnx_ready = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
-    cpu = str(opts.device) == "cpu" or (str(opts.device) == "auto" and not torch.cuda.is_available())
+    cpu = resolve_device(opts.device) == "cpu"
     return "onnx" if onnx_ready and cpu and opts.finetune_steps == 0 else "torch"
 
 

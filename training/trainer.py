@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from tracks4d.devices import resolve_device
 from tracks4d.network.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from tracks4d.contracts import ContractError
 from tracks4d.network.inference import run_network
@@ -127,8 +128,7 @@ class Trainer:
             torch.set_num_threads(args.threads)
         if args.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda but no CUDA device is available")
-        self.device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                                   ("cpu" if args.device == "auto" else args.device))
+        self.device = torch.device(resolve_device(args.device))
         self.use_bf16 = (self.device.type == "cuda") if args.bf16 is None else args.bf16
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
