@@ -34,7 +34,7 @@ import numpy as np
 
 from tracks4d.evaluation.metrics import absolute_trajectory_error, depth_metrics, motion_auc, rotation_angle_deg
 from tracks4d.network.checkpoint import default_checkpoint
-from tracks4d.network.onnx_backend import load_backend
+from tracks4d.network.backends import load_backend
 from tracks4d.pipeline import ReconstructOptions, resolve_backend, run_pipeline
 from training.synthetic import SceneConfig, generate_scene
 

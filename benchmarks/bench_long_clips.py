@@ -83,7 +83,7 @@ def run_one(kind: str, seed: int, frames: int, cache: Path, window: tuple[int, i
     from tracks4d.evaluation.degrade import encode_h264
     from tracks4d.io.video import read_video
     from tracks4d.network.checkpoint import default_checkpoint
-    from tracks4d.network.onnx_backend import load_backend
+    from tracks4d.network.backends import load_backend
     from tracks4d import pipeline
     from tracks4d.pipeline import ReconstructOptions, resolve_backend, run_pipeline
 

@@ -49,7 +49,7 @@ from tracks4d.geometry.points import on_rays  # noqa: E402
 from tracks4d.geometry.transforms import apply_sim3, transform_points, umeyama_sim3  # noqa: E402
 from tracks4d.geometry.triangulation import bearings  # noqa: E402
 from tracks4d.network.checkpoint import default_checkpoint  # noqa: E402
-from tracks4d.network.onnx_backend import load_backend  # noqa: E402
+from tracks4d.network.backends import load_backend  # noqa: E402
 from tracks4d.pipeline import ReconstructOptions, resolve_backend, run_pipeline  # noqa: E402
 from tracks4d.evaluation.render import _surface_points, render_scene  # noqa: E402
 from tracks4d.io.video import Clip  # noqa: E402

@@ -70,7 +70,7 @@ from tracks4d.evaluation.render import (RenderedScene, _surface_points, ground_t
                                         render_scene)
 from tracks4d.geometry.transforms import transform_points  # noqa: E402
 from tracks4d.network.checkpoint import default_checkpoint  # noqa: E402
-from tracks4d.network.onnx_backend import load_backend  # noqa: E402
+from tracks4d.network.backends import load_backend  # noqa: E402
 from tracks4d.pipeline import ReconstructOptions, resolve_backend, run_pipeline  # noqa: E402
 from bench_moving_points import pct_within, to_truth  # noqa: E402
 from eval_tracker import scene_metrics  # noqa: E402

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_moving_points import scenes, score  # noqa: E402
 from tracks4d.network.checkpoint import default_checkpoint, load_checkpoint  # noqa: E402
-from tracks4d.network.onnx_backend import load_backend  # noqa: E402
+from tracks4d.network.backends import load_backend  # noqa: E402
 from tracks4d.pipeline import ReconstructOptions, run_pipeline  # noqa: E402
 
 

@@ -7,7 +7,7 @@ import argparse
 import ipaddress
 import sys
 
-from tracks4d.network.onnx_backend import BACKENDS
+from tracks4d.network.backends import BACKENDS
 
 
 def loopback(host: str) -> bool:

@@ -136,7 +136,7 @@ def _exit_with_parent(poll_s: float = 1.0) -> None:
 def _worker_main(conn, settings_json: str) -> None:
     """Worker process: load the network once, then run the jobs the supervisor sends until it sends None."""
     from tracks4d.network.checkpoint import default_checkpoint, default_moving_checkpoint
-    from tracks4d.network.onnx_backend import load_backend
+    from tracks4d.network.backends import load_backend
     from tracks4d.devices import resolve_device
     from tracks4d.pipeline import ReconstructOptions, moving_network, run_pipeline
 

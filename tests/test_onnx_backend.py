@@ -11,7 +11,8 @@ from tracks4d.network.checkpoint import SHIPPED_DIR, CheckpointError, load_model
 from tracks4d.cli import main  # noqa: E402
 from tracks4d.contracts import Reconstruction, TrackSet  # noqa: E402
 from tracks4d.network.inference import Predictions, network_inputs, predict, run_network  # noqa: E402
-from tracks4d.network.onnx_backend import CONFIG_KEY, OnnxNetwork, cached_export, export_onnx, load_backend  # noqa: E402
+from tracks4d.network.backends import load_backend  # noqa: E402
+from tracks4d.network.onnx_backend import CONFIG_KEY, OnnxNetwork, cached_export, export_onnx  # noqa: E402
 
 SHIPPED = SHIPPED_DIR / "tracks4d-small.pt"
 pytestmark = pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped checkpoint missing")

@@ -24,7 +24,8 @@ from .contracts import ContractError, Reconstruction, TrackSet, load_any
 from .devices import resolve_device
 from .network.inference import run_network
 from .network.model import PRESETS, TracksTo4D
-from .network.onnx_backend import BACKENDS, DEFAULT_OPSET, OnnxUnavailable, export_onnx, load_backend
+from .network.backends import BACKENDS, load_backend
+from .network.onnx_backend import DEFAULT_OPSET, OnnxUnavailable, export_onnx
 
 
 def _info(args: argparse.Namespace) -> int:

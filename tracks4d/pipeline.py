@@ -42,7 +42,7 @@ from .network.checkpoint import default_checkpoint, default_moving_checkpoint
 from .network.conditioned import ClipGeometry, MovingDepth, load_conditioned, moving_depth
 from .network.finetune import finetune
 from .network.inference import PRECISIONS, guess_intrinsics, native_bf16, run_network
-from .network.onnx_backend import load_backend
+from .network.backends import load_backend
 from .network.stitch import reconstruct_long, window_spans
 from .tracking import TrackerConfig, track_clip
 from .tracking.revisits import Revisit, find_revisits, seen_again
@@ -381,7 +381,7 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
                  on_progress: Callable[[float, str], None] | None = None) -> ReconstructResult:
     """Run the whole pipeline on a video file, a frame folder, a track ``.npz`` or a :class:`TrackSet`.
 
-    network: an already loaded ``(network, payload)`` from :func:`~tracks4d.network.onnx_backend.load_backend` (a
+    network: an already loaded ``(network, payload)`` from :func:`~tracks4d.network.backends.load_backend` (a
     server loads it once), else it is loaded from ``opts.checkpoint`` / ``opts.backend``. on_progress(fraction, stage)
     is told as stages finish (decoded, tracked, each window, cameras, points)."""
     progress = on_progress or (lambda fraction, stage: None)

@@ -16,7 +16,6 @@ import os
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,12 +24,11 @@ from torch import nn
 from ..geometry import transforms as geometry
 from . import inference, model as model_module
 from .checkpoint import CheckpointError, load_model
-from .inference import Network, Predictions
+from .inference import Predictions
 from .model import ModelConfig, TracksTo4D
 
-__all__ = ["BACKENDS", "OnnxUnavailable", "OnnxNetwork", "export_onnx", "cached_export", "load_backend"]
+__all__ = ["OnnxUnavailable", "OnnxNetwork", "export_onnx", "cached_export"]
 
-BACKENDS = ("torch", "onnx")
 DEFAULT_OPSET = 17
 OPSETS = range(14, 21)
 """Opsets the TorchScript exporter can write this graph in (attention needs 14)."""
@@ -149,21 +147,3 @@ def cached_export(checkpoint: str | Path, cache_dir: str | Path | None = None, o
     digest.update(f"torch {torch.__version__} opset {opset}".encode())
     path = Path(cache_dir or default_cache_dir()) / f"{checkpoint.stem}-{digest.hexdigest()[:16]}.onnx"
     return path if path.is_file() else export_onnx(checkpoint, path, opset)
-
-
-def load_backend(source: str | Path, backend: str = "torch", device: str | torch.device = "cpu",
-                 cache_dir: str | Path | None = None) -> tuple[Network, dict[str, Any]]:
-    """The network for ``run_network`` from a ``.pt`` checkpoint or an ``.onnx`` export, like ``load_model``.
-
-    backend "torch": (model, checkpoint payload); "onnx": (:class:`OnnxNetwork`, {"config", "step"}), a checkpoint
-    being exported once to ``cache_dir`` (:func:`cached_export`). An ``.onnx`` file needs backend "onnx".
-    """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    source = Path(source)
-    if backend == "torch":
-        if source.suffix == ".onnx":
-            raise ValueError(f"{source}: an ONNX model runs only with backend 'onnx' (--backend onnx)")
-        return load_model(source, device)
-    net = OnnxNetwork(source if source.suffix == ".onnx" else cached_export(source, cache_dir), device)
-    return net, {"config": net.config.to_dict(), "step": net.step}
