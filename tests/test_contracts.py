@@ -1,4 +1,4 @@
-"""TrackSet / Reconstruction validation and .npz round trips (DESIGN §4)."""
+"""TrackSet / Reconstruction validation and .npz round trips (README, *Files*)."""
 
 import json
 

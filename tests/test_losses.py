@@ -1,4 +1,4 @@
-"""Losses on hand-computed cases (DESIGN §6)."""
+"""Losses on hand-computed cases."""
 
 import math
 

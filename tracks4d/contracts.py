@@ -1,6 +1,6 @@
 """Data contracts: :class:`TrackSet` (the input) and :class:`Reconstruction` (the output).
 
-Both validate on construction and round-trip through ``.npz`` files exactly as DESIGN §4 fixes them.
+Both validate on construction and round-trip through ``.npz`` files exactly as the README's *Files* section fixes them.
 Every problem raises :class:`ContractError` with one line naming the source, the field and the problem.
 """
 
@@ -220,7 +220,7 @@ class TrackSet:
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> None:
-        """Write the DESIGN §4 track-set ``.npz`` (ground truth as ``gt_*`` fields)."""
+        """Write the track-set ``.npz`` (README, *Files*) (ground truth as ``gt_*`` fields)."""
         out: dict[str, np.ndarray] = {"tracks": self.tracks, "visible": self.visible}
         for name in ("intrinsics", "image_size", "query_frame", "confidence"):
             if getattr(self, name) is not None:
@@ -305,7 +305,7 @@ class Cameras:
 
 @dataclass(frozen=True)
 class Reconstruction:
-    """The main output: cameras, per-frame 3D points and motion levels of every track (DESIGN §4).
+    """The main output: cameras, per-frame 3D points and motion levels of every track (README, *Files*).
 
     camera_to_world, world_to_camera: (N, 4, 4) float64 · intrinsics: (N, 3, 3) float64 ·
     points: (N, P, 3) world positions · static_points: (P, 3) · motion_level: (P,) γ > 0 ·

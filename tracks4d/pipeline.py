@@ -369,7 +369,7 @@ def keep_plausible(tracks: TrackSet, cameras: Cameras, motion: MotionLevels, pla
 
 def assemble(tracks: TrackSet, solution: CameraSolution, motion: MotionLevels, placed: PlacedPoints,
              proposal: Reconstruction, meta: dict) -> Reconstruction:
-    """The output: the stages' results in the reconstruction contract (DESIGN §4). The network's bases and
+    """The output: the stages' results in the reconstruction contract (README, *Files*). The network's bases and
     coefficients are kept as it gave them; ``points`` is authoritative."""
     cams = solution.cameras
     return Reconstruction(cams.camera_to_world, cams.world_to_camera, cams.intrinsics, placed.points,

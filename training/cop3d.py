@@ -6,8 +6,9 @@ Annotations come from ``ROOT/<category>/frame_annotations.jgz`` (gzipped JSON li
 image size as packed int32 (H, W)); image paths are relative to ROOT. Frames are ordered by ``frame_number``;
 frames without a viewpoint are skipped and counted.
 
-Cameras are converted to the project's conventions (DESIGN §3): PyTorch3D row-vector world-to-view
-(``X_cam = X_world @ R + T``, +X left, +Y up) → OpenCV ``R_cv = D Rᵀ``, ``t_cv = D T`` with D = diag(−1, −1, 1);
+Cameras are converted to the project's conventions (OpenCV: x right, y down, z forward, world-to-camera matrices):
+PyTorch3D row-vector world-to-view (``X_cam = X_world @ R + T``, +X left, +Y up) → OpenCV ``R_cv = D Rᵀ``,
+``t_cv = D T`` with D = diag(−1, −1, 1);
 NDC intrinsics → pixel K with pixel centres at integer coordinates (PyTorch3D's NDC ±1 are the image edges, so the
 principal point is ``size/2 − p·scale − 0.5``).
 """

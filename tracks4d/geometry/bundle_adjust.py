@@ -1,4 +1,4 @@
-"""Bundle adjustment of every camera and the static points (paper appendix, DESIGN §7): one solve per clip.
+"""Bundle adjustment of every camera and the static points (paper appendix): one solve per clip.
 
 The static tracks (chosen by the motion stage, :mod:`tracks4d.geometry.motion`), observed where their initial
 reprojection error is small, are refined together with every camera pose by COLMAP's C++ Ceres bundle adjuster

@@ -8,7 +8,7 @@ half of the tracks, or of the best quarter when a close mover holds most of them
 track seen in few frames) the network's γ fills in, as far as it agrees with geometry on the tracks geometry is sure
 of.
 
-γ (``motion_level``, DESIGN §4): the residual in normalised image units (px / focal), fused with the network's γ
+γ (the reconstruction's ``motion_level``): the residual in normalised image units (px / focal), fused with the network's γ
 (rank-matched to that scale) by each track's confidence. A static track's γ is about the noise level over the focal
 (≈ 0.001 for LK tracks at 640 px); tracks with γ below ``STATIC_SIGMAS`` × that are the *static set* — the tracks
 geometry is built on: bundle adjustment, the ground plane, the static depth around the movers.

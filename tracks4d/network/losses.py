@@ -1,4 +1,4 @@
-"""Self-supervised losses of TracksTo4D (DESIGN §6, paper §2.3 and appendix).
+"""Self-supervised losses of TracksTo4D (paper §2.3 and appendix).
 
 All terms use normalised image coordinates. Per-window values are averaged over the windows of a batch.
 """

@@ -1,4 +1,4 @@
-"""The TracksTo4D network (DESIGN §5): equivariant attention alternating over frames and over tracks.
+"""The TracksTo4D network: equivariant attention alternating over frames and over tracks.
 
 ``TracksTo4D(config)(inputs, frame_mask, point_mask)`` maps normalised tracks to cameras, low-rank 3D bases,
 per-frame coefficients and per-point motion levels γ. Batches of windows with different N and P are padded;

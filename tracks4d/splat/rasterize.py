@@ -4,7 +4,7 @@ Backends, all behind :func:`rasterize` and differentiable with respect to every 
 
 - ``"cpu"``: torch projection + numba compositing (:mod:`.cpu`), parallel over tiles — the CPU default;
 - ``"torch"``: torch projection + the pure-torch compositing (:mod:`.reference`) the others are tested against;
-- ``"gsplat"``: gsplat's CUDA rasteriser, for tensors on a GPU (``pip install tracks4d[gpu]``);
+- ``"gsplat"``: gsplat's CUDA rasteriser, for tensors on a GPU (``pip install gsplat`` on a CUDA machine: in no extra, it builds CUDA code);
 - ``"auto"``: gsplat for CUDA tensors when it is installed, else ``"cpu"``.
 """
 
