@@ -111,3 +111,10 @@ def test_cli_export_and_predict_with_onnx(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("tracks4d: error:") and len(err.splitlines()) == 1
+    # fine-tuning an ONNX model (an .onnx checkpoint under backend auto, or backend onnx): one line, exit 2
+    for backend, checkpoint in (("auto", out), ("onnx", SHIPPED)):
+        argv = ["reconstruct", str(tmp_path / "tracks.npz"), "-o", str(tmp_path / f"ft-{backend}"), "--device", "cpu",
+                "--backend", backend, "--checkpoint", str(checkpoint), "--finetune", "2", "--no-progress"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "fine-tuning needs the torch model" in err and len(err.splitlines()) == 1, err

@@ -149,10 +149,15 @@ def reconstruct(source: str | Path | TrackSet, checkpoint: str | Path | None = N
 
 def resolve_backend(opts: ReconstructOptions) -> str:
     """The network backend ``opts.backend`` names; "auto": "onnx" for an ``.onnx`` checkpoint, or on the CPU when
-    onnxruntime is installed and nothing is fine-tuned; else "torch"."""
+    onnxruntime is installed and nothing is fine-tuned; else "torch". ValueError when fine-tuning is asked of an ONNX
+    model (only the torch model has weights to tune)."""
+    onnx_file = opts.checkpoint is not None and Path(opts.checkpoint).suffix == ".onnx"
+    if opts.finetune_steps > 0 and (onnx_file or opts.backend == "onnx"):
+        raise ValueError("fine-tuning needs the torch model: give the .pt checkpoint (and backend torch or auto), "
+                         "not an .onnx export or backend onnx")
     if opts.backend != "auto":
         return opts.backend
-    if opts.checkpoint is not None and Path(opts.checkpoint).suffix == ".onnx":
+    if onnx_file:
         return "onnx"
     onnx_ready = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
     cpu = resolve_device(opts.device) == "cpu"
@@ -387,8 +392,6 @@ def run_pipeline(source: str | Path | TrackSet, opts: ReconstructOptions, networ
     progress = on_progress or (lambda fraction, stage: None)
     if opts.camera_init not in CAMERA_INITS:
         raise ValueError(f"camera_init must be one of {CAMERA_INITS}, got {opts.camera_init!r}")
-    if opts.backend == "onnx" and opts.finetune_steps > 0:
-        raise ValueError("fine-tuning needs the torch backend (--backend torch)")
     backend = resolve_backend(opts)
     if opts.ba_gamma is not None and not opts.ba_gamma > 0:
         raise ValueError(f"--ba-gamma must be positive, got {opts.ba_gamma}")
