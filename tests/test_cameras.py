@@ -12,8 +12,8 @@ from tracks4d.geometry.cameras import _fitting_tracks, rotation_cameras, solve_c
 from tracks4d.geometry.motion_model import select_motion_model
 from tracks4d.geometry.track_sfm import cameras_from_tracks
 from training.synthetic import SceneConfig, generate_scene
+from helpers import centre_error, make_scene
 
-from test_bundle_adjust import _centre_error, make_scene
 
 
 def blind(rec) -> Cameras:
@@ -37,7 +37,7 @@ def test_cameras_from_tracks_recover_the_trajectory():
     rec, c2w_true, _ = make_scene(seed=5)
     (_, w2c, posed), *_ = cameras_from_tracks(rec.tracks, rec.visible, rec.intrinsics)
     assert posed.all()
-    assert _centre_error(invert_rigid(w2c), c2w_true) < 0.02 * np.ptp(c2w_true[:, 0, 3])
+    assert centre_error(invert_rigid(w2c), c2w_true) < 0.02 * np.ptp(c2w_true[:, 0, 3])
 
 
 def test_blind_network_cameras_lose_to_the_tracks_and_one_adjustment_finishes_them():
@@ -45,7 +45,7 @@ def test_blind_network_cameras_lose_to_the_tracks_and_one_adjustment_finishes_th
     solution = solve_cameras(rec.tracks, rec.visible, blind(rec), None, adjust=True, refine_focal=False)
     assert solution.source.startswith("tracks") and solution.model.kind == "general"
     assert solution.seeds["network"] < 0.1 * solution.seeds[solution.source]
-    assert _centre_error(solution.cameras.camera_to_world, c2w_true) < 0.01 * np.ptp(c2w_true[:, 0, 3])
+    assert centre_error(solution.cameras.camera_to_world, c2w_true) < 0.01 * np.ptp(c2w_true[:, 0, 3])
     assert not solution.ba.skipped and solution.ba.final_rms_px < 1.0 and solution.ba.n_frames == rec.n_frames
 
 

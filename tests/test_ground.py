@@ -5,21 +5,11 @@ import numpy as np
 from tracks4d.contracts import Cameras
 from tracks4d.geometry.ground import GroundPlane, contact_depth, fit_ground, group_objects
 from tracks4d.geometry.transforms import invert_rigid
+from helpers import K, look_at
 
-K = np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]])
 SIZE = (640, 480)
 
 
-def look_at(centre, target) -> np.ndarray:
-    """Camera-to-world pose at ``centre`` looking at ``target``, image y pointing down (world z up)."""
-    forward = (target - centre) / np.linalg.norm(target - centre)
-    right = np.cross(forward, [0, 0, 1.0])
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([right, down, forward], 1)
-    pose[:3, 3] = centre
-    return pose
 
 
 def cameras(n: int) -> Cameras:

@@ -6,10 +6,8 @@ from tracks4d.cli import main
 from tracks4d.contracts import Reconstruction
 from tracks4d.memory import MIN_FRAMES, estimate_peak_gb, plan_stride
 from tracks4d.io.video import probe_video
+from helpers import shifted_clip, write_mp4
 
-from test_pipeline import checkpoint  # noqa: F401  (the fixture)
-from test_track_cli import write_mp4
-from test_tracking import shifted_clip
 
 
 def test_the_estimate_grows_with_frames_and_pixels():

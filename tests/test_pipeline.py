@@ -5,28 +5,16 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import tracks4d
-from tracks4d.network.checkpoint import save_checkpoint
 from tracks4d.cli import main
 from tracks4d.contracts import Reconstruction
-from tracks4d.network.model import ModelConfig, TracksTo4D
 from tracks4d.pipeline import ReconstructOptions, intrinsics_from_options, run_pipeline
 from training.synthetic import SceneConfig, generate_scene
-
-from test_track_cli import write_mp4
-from test_tracking import shifted_clip
+from helpers import shifted_clip, write_mp4
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = TracksTo4D(ModelConfig.preset("small"))
-    model.place_cameras((0.0, 0.0, -15.0))
-    path = tmp_path_factory.mktemp("ckpt") / "small.pt"
-    save_checkpoint(path, model, step=7)
-    return path
+
 
 
 def test_track_file_keeps_every_track_and_frame(tmp_path, checkpoint):

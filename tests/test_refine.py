@@ -5,8 +5,8 @@ import numpy as np
 from tracks4d.contracts import Cameras
 from tracks4d.geometry.refine import refine_moving
 from tracks4d.geometry.transforms import invert_rigid
+from helpers import K, look_at
 
-from test_ground import K, look_at
 
 
 def scene(n=30, m=12, seed=0):

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import time
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,29 +16,17 @@ import pytest
 
 from service.jobs import JobStore
 from tracks4d.contracts import Reconstruction, TrackSet
-from training.synthetic import SceneConfig, generate_scene
 
 from service_server import Server
-from test_track_cli import write_mp4
-from test_tracking import shifted_clip
+from helpers import LIMITS, json_body, npz_bytes, npz_members, shifted_clip, small_tracks, write_mp4
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-LIMITS = {"max_upload_mb": 2, "max_frames": 120, "max_tracks": 500, "queue_size": 3}
 
 
-def small_tracks(seed: int = 0, n_frames: int = 20, step: int = 6) -> TrackSet:
-    scene = generate_scene(seed, SceneConfig(n_frames=n_frames))
-    return scene.tracks.subset(points=np.arange(0, scene.tracks.n_points, step))
 
 
-def json_body(tracks: TrackSet, **options) -> dict:
-    k = tracks.intrinsics if tracks.intrinsics.ndim == 2 else tracks.intrinsics[0]
-    return {"tracks": tracks.tracks.tolist(), "visible": tracks.visible.tolist(), "intrinsics": k.tolist(), **options}
 
 
-def npz_bytes(tracks: TrackSet, tmp_path: Path) -> bytes:
-    tracks.save(tmp_path / "upload.npz")
-    return (tmp_path / "upload.npz").read_bytes()
 
 
 def npy_header(shape: tuple, dtype: str) -> bytes:
@@ -49,20 +36,8 @@ def npy_header(shape: tuple, dtype: str) -> bytes:
     return out.getvalue()
 
 
-def npz_members(members: dict[str, bytes]) -> bytes:
-    """An .npz (zip) holding ``members`` as given, forged or not."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return out.getvalue()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("service") / "data", **LIMITS)
-    yield srv
-    srv.stop()
 
 
 def test_health_readiness_metrics_and_docs(server):

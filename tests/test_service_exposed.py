@@ -20,8 +20,7 @@ import numpy as np
 import pytest
 
 from service_server import Server, free_port
-from test_service import LIMITS, json_body, npz_bytes, server, small_tracks  # noqa: F401 (server: the fixture)
-from test_service_faults import running_job, slow_body, wait_until
+from helpers import LIMITS, json_body, npz_bytes, running_job, slow_body, small_tracks, wait_until
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -26,27 +26,10 @@ from starlette.routing import Route
 from service.app import Metrics, _Counting
 
 from service_server import Server
-from test_service import LIMITS, json_body, npz_bytes, small_tracks
-
-def slow_body(seed: int, steps: int = 200, **options) -> dict:
-    """A job that runs a while: ``steps`` fine-tuning steps on 50 frames × 303 tracks (~2 s each on 2 busy cores;
-    200: minutes — for jobs a test interrupts)."""
-    return json_body(small_tracks(seed, n_frames=50, step=2), finetune_steps=steps, **options)
+from helpers import LIMITS, json_body, npz_bytes, running_job, slow_body, small_tracks, wait_until
 
 
-def running_job(data_dir: Path, timeout: float = 120) -> str:
-    """The id of the job that is running, once one is (read from the job states on disk)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for path in (data_dir / "jobs").glob("*/job.json"):
-            try:
-                job = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            if job["state"] == "running":
-                return job["id"]
-        time.sleep(0.1)
-    raise TimeoutError("no job started running")
+
 
 
 def alive(pid: int) -> bool:
@@ -57,13 +40,6 @@ def alive(pid: int) -> bool:
         return False
 
 
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(what)
 
 
 def tmp_files(root: Path) -> list[Path]:

@@ -7,8 +7,8 @@ from tracks4d.network import checkpoint as ckpt
 from tracks4d.network.checkpoint import CheckpointError, default_checkpoint, load_checkpoint, load_model
 from training.ship import MAX_FP16_DIFF, main as ship_main
 from training.trainer import main as train_main
+from helpers import FAST
 
-from test_training import FAST
 
 
 def test_ship_a_run_as_fp16_with_provenance(tmp_path, capsys):

@@ -12,19 +12,10 @@ from tracks4d.contracts import TrackSet
 from tracks4d.tracking.cotracker import CoTrackerUnavailable, load_cotracker, track_frames_cotracker
 from tracks4d.io.overlay import draw_tracks
 from tracks4d.tracking import TrackerConfig
+from helpers import shifted_clip, write_mp4
 
-from test_tracking import shifted_clip
 
 
-def write_mp4(path, frames, fps=12):
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
 
 
 def test_track_command_writes_tracks_and_overlay(tmp_path, capsys):

@@ -8,25 +8,13 @@ import numpy as np
 import pytest
 
 from tracks4d.tracking import TrackerConfig, grid_points, query_frames, track_frames, track_video
+from helpers import shifted_clip, texture
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
-def texture(h, w, seed=0):
-    rng = np.random.default_rng(seed)
-    base = cv2.resize(rng.uniform(0, 255, (h // 8, w // 8)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
-    return np.clip(base + rng.normal(0, 6, (h, w)), 0, 255).astype(np.float32)
 
 
-def shifted_clip(n=30, h=120, w=160, velocity=(0.7, -0.4), seed=0):
-    """A textured image translating by a sub-pixel velocity: the true motion of every pixel is known."""
-    big = texture(h + 80, w + 80, seed)
-    frames = []
-    for t in range(n):
-        m = np.float32([[1, 0, velocity[0] * t - 40], [0, 1, velocity[1] * t - 40]])
-        g = cv2.warpAffine(big, m, (w, h), flags=cv2.INTER_CUBIC)  # content moves by +velocity per frame
-        frames.append(np.repeat(np.clip(g, 0, 255).astype(np.uint8)[..., None], 3, -1))
-    return np.stack(frames)
 
 
 def test_query_schedule_and_grid():

@@ -12,10 +12,8 @@ from tracks4d.network.model import ModelConfig, TracksTo4D
 from training.datasets import SyntheticDataset, TrackFolderDataset, collate, sample_window
 from training.synthetic import SceneConfig, generate_scene
 from training.trainer import main
+from helpers import FAST
 
-FAST = ["--no-progress", "--batch-size", "2", "--tracks", "40", "--val-scenes", "1", "--val-frames", "24",
-        "--val-tracks", "60", "--pretrain-max-steps", "3", "--curriculum-steps", "1", "--max-frames", "24",
-        "--val-every", "0", "--ckpt-every", "0", "--threads", "2"]
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,8 @@ from training.datasets import (DatasetError, MixedDataset, SyntheticDataset, col
 from training.synthetic import MOVER_KINDS, generate_scene
 from training.trainer import main
 from training.videos import VideoDataset, find_videos
+from helpers import FAST, shifted_clip, write_mp4
 
-from test_track_cli import write_mp4
-from test_tracking import shifted_clip
-from test_training import FAST
 
 
 def test_synthetic_windows_carry_consistent_ground_truth():
