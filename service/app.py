@@ -226,6 +226,14 @@ def _job_or_404(store: JobStore, job_id: str, request: Request):
     return job
 
 
+def _done_job_or_409(store: JobStore, job_id: str, request: Request):
+    """The caller's job (:func:`_job_or_404`) when it is done; 409 naming its state (and error) otherwise."""
+    job = _job_or_404(store, job_id, request)
+    if job.state != "done":
+        raise HTTPException(409, f"the job is {job.state}" + (f": {job.error}" if job.error else ""))
+    return job
+
+
 def _summary_or_404(store: JobStore, job) -> JSONResponse:
     summary = store.summary(job)
     if summary is None:
@@ -441,9 +449,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         404: {"model": Problem}, 409: {"model": Problem}})
     async def job_result(job_id: str, store: StoreDep, request: Request):
         """The ``reconstruction.npz`` (``tracks4d.Reconstruction.load``) of a finished job."""
-        job = _job_or_404(store, job_id, request)
-        if job.state != "done":
-            raise HTTPException(409, f"the job is {job.state}" + (f": {job.error}" if job.error else ""))
+        job = _done_job_or_409(store, job_id, request)
         return FileResponse(store.result_path(job), media_type="application/octet-stream",
                             filename="reconstruction.npz")
 
@@ -452,9 +458,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}})
     async def job_refine_file(job_id: str, name: RefineFile, store: StoreDep, request: Request):
         """A file of the Gaussian refinement of a finished job that asked for it (refine=true)."""
-        job = _job_or_404(store, job_id, request)
-        if job.state != "done":
-            raise HTTPException(409, f"the job is {job.state}" + (f": {job.error}" if job.error else ""))
+        job = _done_job_or_409(store, job_id, request)
         path = store.folder(job) / REFINE_DIR / name
         if not path.is_file():
             raise HTTPException(404, f"job {job_id} has no refinement file {name} (was refine=true?)")
@@ -464,9 +468,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
              responses={404: {"model": Problem}, 409: {"model": Problem}})
     async def job_summary(job_id: str, store: StoreDep, request: Request):
         """The JSON summary of a finished job (what a synchronous request returns)."""
-        job = _job_or_404(store, job_id, request)
-        if job.state != "done":
-            raise HTTPException(409, f"the job is {job.state}" + (f": {job.error}" if job.error else ""))
+        job = _done_job_or_409(store, job_id, request)
         return _summary_or_404(store, job)
 
     @app.delete("/jobs/{job_id}", status_code=204, operation_id="delete_job", responses={404: {"model": Problem}})
