@@ -90,8 +90,8 @@ class _BodyGuard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
-        json = headers.get(b"content-type", b"").startswith(b"application/json")
-        limit = self.json_max_bytes if json else self.max_bytes
+        is_json = headers.get(b"content-type", b"").startswith(b"application/json")
+        limit = self.json_max_bytes if is_json else self.max_bytes
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             response = JSONResponse({"detail": _too_large(limit)}, status_code=413)

@@ -221,7 +221,7 @@ async def read_multipart(stream: AsyncIterator[bytes], content_type: str, folder
     if not boundary:
         raise InputProblem(422, "unusable multipart body: no boundary in its Content-Type")
     fields: dict[str, str] = {}
-    state = {"name": None, "header": b"", "value": b"", "headers": {}, "data": bytearray(), "file": None}
+    state = {"name": None, "header": b"", "value": b"", "headers": {}, "data": bytearray()}
     target = folder / UPLOAD_PART
     out = None
 
@@ -237,21 +237,20 @@ async def read_multipart(stream: AsyncIterator[bytes], content_type: str, folder
 
     def on_headers_finished():
         nonlocal out
-        disposition, params = parse_options_header(state["headers"].get(b"content-disposition", b""))
+        _, params = parse_options_header(state["headers"].get(b"content-disposition", b""))
         name = params.get(b"name", b"").decode("latin-1")
         state["name"] = name
         if name == "file":
             if out is not None:
                 raise InputProblem(422, "unusable multipart body: more than one field 'file'")
             out = open(target, "wb")
-            state["file"] = out
         elif len(fields) >= MAX_FIELDS:
             raise InputProblem(422, f"unusable multipart body: more than {MAX_FIELDS} fields")
 
     def on_part_data(data, start, end):
-        if state["file"] is not None:
+        if state["name"] == "file":
             budget.add(token, end - start)
-            state["file"].write(data[start:end])
+            out.write(data[start:end])
         else:
             state["data"] += data[start:end]
             if len(state["data"]) > MAX_FIELD_BYTES:
@@ -259,9 +258,9 @@ async def read_multipart(stream: AsyncIterator[bytes], content_type: str, folder
                                         f"than {MAX_FIELD_BYTES} bytes")
 
     def on_part_end():
-        if state["file"] is None and state["name"] is not None:
+        if state["name"] not in (None, "file"):
             fields[state["name"]] = state["data"].decode("utf-8", errors="replace")
-        state.update(name=None, headers={}, data=bytearray(), file=None)
+        state.update(name=None, headers={}, data=bytearray())
 
     parser = MultipartParser(boundary, {"on_header_field": on_header_field, "on_header_value": on_header_value,
                                         "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
